@@ -1,0 +1,210 @@
+// runtime/sched — who runs next: G, P, M, run queues, park and ready.
+//
+// Named as Go names them (DESIGN.md §2):
+//   G  a coroutine: its saved context, its stack, a status and a wait reason.
+//   P  a processor: a local run queue (a 256-slot ring plus `runnext`), a
+//      timer heap and a cache of free Gs. MNP_PROCS of them.
+//   M  an OS thread. It runs Gs only while it holds a P. Its own thread stack
+//      is g0, where the scheduling loop runs between two Gs.
+//
+// A G's life:
+//
+//         spawn                execute             gopark (unlockf ok)
+//   idle ───────► runnable ────────────► running ────────────────────► waiting
+//                    ▲  ▲                │  │ yield                       │
+//                    │  └────────────────┘  │                             │
+//                    │        goready       │ exit                        │
+//                    └──────────────────────┼─────────────────────────────┘
+//                                           ▼
+//                                         dead ──► (free list, reused by spawn)
+//
+// Switching from one G to another always passes through g0 (Go's mcall):
+// the G saves itself and switches to its M's g0; on g0 the M finishes what
+// the G asked (park: run the unlock function, which may refuse and make the
+// G runnable at once; yield: queue it; exit: free it), then finds the next G.
+// Running the park's commit on g0 is what makes park/ready race-free across
+// threads: by the time another M can see the G as waiting, no one runs on
+// its stack.
+//
+// Ownership: a G's fields are written by the M running it, or, while it is
+// not running, by whoever holds it (a queue's owner, a waiter slot, ...).
+// `status` is atomic and is the handover point.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <semaphore>
+#include <thread>
+#include <vector>
+
+#include "context/context.h"
+#include "context/stack.h"
+#include "mnp/runtime.h"
+#include "sched/lock.h"
+#include "time/timer.h"
+#include "trace/counters.h"
+
+namespace mnp::rt {
+
+class Poller;
+struct M;
+struct P;
+
+enum class GStatus : uint8_t { idle, runnable, running, waiting, syscall, dead };
+
+// Why a G waits (shown by the dump, counted by the stats).
+enum class WaitReason : uint8_t {
+  none,
+  io_read,    // "IO wait" on a read (fd in G::wait_fd)
+  io_write,   // "IO wait" on a write
+  io_accept,  // "IO wait" on accept
+  io_connect,
+  chan_send,
+  chan_recv,
+  select,
+  select_no_cases,
+  mutex,      // "sync.Mutex.Lock"
+  waitgroup,  // "sync.WaitGroup.Wait"
+  sema,       // "semacquire" (the fdMutex, close waiting for readers)
+  sleep,
+  blocking,  // inside mnp::blocking on its own thread
+};
+const char* wait_reason_text(WaitReason r);
+
+struct G {
+  Context ctx;             // saved registers; valid while not running
+  G* schedlink = nullptr;  // link in a run queue, a free list or a wait queue
+  uint64_t id = 0;
+  std::atomic<GStatus> status{GStatus::idle};
+  WaitReason wait_reason = WaitReason::none;
+  int32_t wait_fd = -1;
+  int64_t wait_since = 0;               // nanotime_coarse() at park
+  const void* wait_obj = nullptr;       // what it waits on (a Mutex, a Chan, ...)
+  uintptr_t param = 0;                  // a value handed over by whoever readies it (Go's gp.param)
+  void* elem = nullptr;                 // a channel hand-off's data pointer (Go's sudog.elem)
+  const detail::SpawnFn* fn = nullptr;  // its start function
+  void* closure = nullptr;              // the closure, on this G's own stack
+  Stack stack;                          // the G record sits at the top of this stack
+  Timer sleep_timer;                    // for mnp::sleep
+  uint64_t held_mutexes = 0;            // Mutexes it holds (the lock-held-while-parked report)
+  bool is_main = false;
+};
+
+// A P's local run queue: Go's lock-free ring. The owner puts at the tail and
+// gets at the head; thieves take from the head with a CAS.
+struct RunQueue {
+  static constexpr uint32_t kSize = 256;
+  std::atomic<uint32_t> head{0};  // CAS by owner and thieves
+  std::atomic<uint32_t> tail{0};  // stored by the owner only
+  std::atomic<G*> ring[kSize] = {};
+};
+
+struct P {
+  int id = 0;
+  std::atomic<M*> m{nullptr};  // the M holding this P (read racily by thieves)
+  P* link = nullptr;           // in the idle list (under sched.lock)
+  uint32_t schedtick = 1;      // incremented on each execute (not 0: see find_runnable)
+  RunQueue runq;
+  std::atomic<G*> runnext{nullptr};  // the next G to run, ahead of runq
+  // Timers (time/timer.cpp): a 4-ary heap under timer_lock; timer0 is the
+  // earliest `when` (0 if none), readable without the lock.
+  SpinLock timer_lock;
+  std::vector<Timer*> timers;
+  std::atomic<int64_t> timer0{0};
+  // Free Gs (dead, with their stacks), for spawn. Owner only.
+  G* gfree = nullptr;
+  int32_t ngfree = 0;
+};
+
+struct M {
+  Context g0;          // this thread's own stack: the scheduling loop
+  G* curg = nullptr;   // the G running on this M, if any
+  P* p = nullptr;      // the P it holds
+  P* nextp = nullptr;  // a P handed over by startm, taken after wake-up
+  M* link = nullptr;   // in the idle M list (under sched.lock)
+  int id = 0;
+  bool spinning = false;  // looking for work without having found any
+  // Sleeps here when idle (Go's m.park note). Counting, because teardown
+  // may post it again while a wake-up is pending.
+  std::counting_semaphore<1 << 20> park{0};
+  uint64_t rand = 0;   // fastrand state: steal order
+  std::thread thread;  // not for M0 (the thread that called run)
+  // What the G that just switched to g0 asked for (set by the G, done by g0).
+  enum class Action : uint8_t { none, park, yield, exit, exitsyscall } action = Action::none;
+  bool (*unlockf)(G*, void*) = nullptr;
+  void* unlockarg = nullptr;
+};
+
+// The scheduler's global state (Go's schedt). Fields under `lock` say so.
+struct Sched {
+  std::mutex lock;
+  G* runq_head = nullptr;  // global run queue (lock)
+  G* runq_tail = nullptr;
+  std::atomic<int32_t> runqsize{0};
+  P* pidle = nullptr;  // idle Ps (lock)
+  std::atomic<int32_t> npidle{0};
+  M* midle = nullptr;  // idle Ms (lock)
+  int32_t nmidle = 0;
+  std::atomic<int32_t> nmspinning{0};
+  // 0 while an M is blocked in netpoll; else when the last poll ended.
+  std::atomic<int64_t> lastpoll{0};
+  std::atomic<int64_t> poll_until{0};  // when the blocked poller will wake up
+  std::atomic<uint32_t> netpoll_waiters{0};
+  G* gfree = nullptr;  // global free Gs (gfree_lock)
+  SpinLock gfree_lock;
+  std::vector<G*> allgs;  // every G ever allocated in this run (allgs_lock)
+  SpinLock allgs_lock;
+  std::vector<P*> allp;
+  std::vector<M*> allm;  // (lock)
+  int nprocs = 1;
+  size_t stack_size = 0;
+  Poller* poller = nullptr;
+  std::atomic<bool> exiting{false};
+  std::atomic<int64_t> ngoroutines{0};
+  std::atomic<uint64_t> goidgen{0};
+  std::atomic<int32_t> nextmid{0};
+};
+
+extern Sched sched;
+
+// The running M. Not inline, and never cached across a switch: the G that
+// calls it may resume on another thread.
+M* getm();
+G* getg();  // the running G (nullptr on g0 or outside the runtime)
+
+// Parks the running G. On g0, unlockf(gp, arg) runs first: if it returns
+// false the G does not park and continues at once. The G resumes when
+// someone calls goready(gp).
+void gopark(bool (*unlockf)(G*, void*), void* arg, WaitReason reason, int32_t fd = -1,
+            const void* obj = nullptr);
+// gopark whose unlockf releases a SpinLock (Go's parkunlock).
+void goparkunlock(SpinLock* l, WaitReason reason, const void* obj = nullptr);
+// Makes a waiting G runnable: into the current P's runnext, or the global
+// queue when the caller holds no P (a poller without P, a foreign thread).
+void goready(G* gp);
+// Makes a list of Gs (linked by schedlink) runnable; starts idle Ps for them.
+void injectglist(G* list);
+
+// The poller wants to know whether anyone waits (Go's netpollAnyWaiters).
+inline void netpoll_waiter_added() {
+  sched.netpoll_waiters.fetch_add(1, std::memory_order_relaxed);
+}
+inline void netpoll_waiter_removed() {
+  sched.netpoll_waiters.fetch_sub(1, std::memory_order_relaxed);
+}
+// A timer earlier than the blocked poller's timeout was added: wake it.
+void wake_netpoller(int64_t when);
+
+uint32_t fastrand();
+
+}  // namespace mnp::rt
+namespace mnp {
+class Sema;
+namespace rt {
+// Sema::acquire with the wait reason the dump shows (Mutex, WaitGroup, ...).
+void sema_acquire(Sema* s, WaitReason reason);
+}  // namespace rt
+}  // namespace mnp
+namespace mnp::rt {}  // namespace mnp::rt

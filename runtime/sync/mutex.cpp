@@ -1,0 +1,78 @@
+// runtime/sync — Mutex and WaitGroup on the runtime semaphore.
+#include <cstdio>
+#include <cstdlib>
+
+#include "mnp/sync.h"
+#include "sched/sched.h"
+
+namespace mnp {
+
+using namespace rt;
+
+// A three-state lock (0 free, 1 locked, 2 locked and maybe contended):
+// uncontended lock and unlock are one atomic each; a contended unlock
+// releases the semaphore once, and a woken G retries.
+void Mutex::lock() {
+  int32_t c = 0;
+  if (!state_.compare_exchange_strong(c, 1, std::memory_order_acquire)) {
+    while (state_.exchange(2, std::memory_order_acquire) != 0)
+      sema_acquire(&sema_, WaitReason::mutex);
+  }
+  G* gp = getg();
+  if (gp) {
+    owner_.store(gp->id, std::memory_order_relaxed);
+    gp->held_mutexes++;
+  }
+}
+
+bool Mutex::try_lock() {
+  int32_t c = 0;
+  if (!state_.compare_exchange_strong(c, 1, std::memory_order_acquire)) return false;
+  G* gp = getg();
+  if (gp) {
+    owner_.store(gp->id, std::memory_order_relaxed);
+    gp->held_mutexes++;
+  }
+  return true;
+}
+
+void Mutex::unlock() {
+  G* gp = getg();
+  if (gp && gp->held_mutexes > 0) gp->held_mutexes--;
+  owner_.store(0, std::memory_order_relaxed);
+  int32_t prev = state_.exchange(0, std::memory_order_release);
+  if (prev == 0) {
+    std::fprintf(stderr, "mnp: fatal error: sync: unlock of unlocked mutex\n");
+    std::abort();
+  }
+  if (prev == 2) sema_.release();
+}
+
+void WaitGroup::add(int64_t delta) {
+  uint64_t s = state_.fetch_add(static_cast<uint64_t>(delta) << 32, std::memory_order_acq_rel) +
+               (static_cast<uint64_t>(delta) << 32);
+  auto v = static_cast<int32_t>(s >> 32);
+  auto w = static_cast<uint32_t>(s);
+  if (v < 0) {
+    std::fprintf(stderr, "mnp: fatal error: sync: negative WaitGroup counter\n");
+    std::abort();
+  }
+  if (v > 0 || w == 0) return;
+  // The counter reached zero with waiters: wake them all. Nobody can add a
+  // waiter now (wait() sees 0 and returns), so the reset is safe.
+  state_.store(0, std::memory_order_release);
+  for (; w > 0; w--) sema_.release();
+}
+
+void WaitGroup::wait() {
+  uint64_t s = state_.load(std::memory_order_acquire);
+  for (;;) {
+    if (static_cast<int32_t>(s >> 32) == 0) return;
+    if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel)) {
+      sema_acquire(&sema_, WaitReason::waitgroup);
+      return;
+    }
+  }
+}
+
+}  // namespace mnp
