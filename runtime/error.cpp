@@ -26,6 +26,8 @@ const char* errc_text(Errc e) noexcept {
       return "cannot assign requested address";
     case Errc::too_many_files:
       return "too many open files";
+    case Errc::no_such_host:
+      return "no such host";
     case Errc::invalid:
       return "invalid argument";
     case Errc::line_too_long:
@@ -84,7 +86,10 @@ std::string Error::message() const {
   }
   // An errno says more than our kind for the catch-all cases; for the named
   // kinds Go's canonical text reads better (and is what people search for).
-  if (errno_ != 0 && (kind_ == Errc::sys || kind_ == Errc::reset || kind_ == Errc::invalid)) {
+  if (kind_ == Errc::sys && errno_ == 0 && !context_.empty()) {
+    s.resize(s.size() - 2);  // the context already says what failed
+  } else if (errno_ != 0 &&
+             (kind_ == Errc::sys || kind_ == Errc::reset || kind_ == Errc::invalid)) {
     s += std::strerror(errno_);
   } else {
     s += errc_text(kind_);

@@ -590,8 +590,9 @@ top:
   P* pp = mp->p;
   *inherit = false;
   sched.poller->flush();  // batched submissions (io_uring), once a round
-  int64_t now = nanotime();
-  if (pp->timer0.load(std::memory_order_relaxed) != 0) check_timers(pp, now);
+  // The clock is read only when this P has timers: most rounds have none.
+  int64_t now = 0;
+  if (pp->timer0.load(std::memory_order_relaxed) != 0) check_timers(pp, now = nanotime());
 
   // Every 61st tick, look at the global queue first (fairness).
   if (pp->schedtick % 61 == 0 && sched.runqsize.load(std::memory_order_relaxed) > 0) {
@@ -1127,6 +1128,7 @@ int run(void (*main_fn)(void*), void* arg, const Options& opts) {
 }
 
 std::string backend_unavailable_reason(const char* backend) {
+  if (!backend) backend = rt::default_backend();
   std::string why;
   Poller* p = make_poller(backend, &why);
   if (!p) return why.empty() ? std::string("unavailable") : why;

@@ -28,6 +28,7 @@ enum class Errc : int {
   addr_in_use,     // address already in use (EADDRINUSE)
   addr_not_avail,  // cannot assign requested address (EADDRNOTAVAIL)
   too_many_files,  // too many open files (EMFILE, ENFILE)
+  no_such_host,    // a name lookup found nothing (Go: "no such host")
   invalid,         // bad argument: malformed address, bad flag, ...
   line_too_long,   // bufio: a line longer than the reader's maximum
   not_supported,   // the backend or platform lacks what was asked
