@@ -71,6 +71,15 @@ PollDesc* pd_at(uint32_t index) {
   return chunk ? &chunk[index % kChunk] : nullptr;
 }
 
+void pd_foreach(void (*fn)(PollDesc*, void*), void* arg) {
+  PdCache& c = pdcache();
+  for (uint32_t ci = 0; ci < kMaxChunks; ci++) {
+    PollDesc* chunk = c.chunks[ci].load(std::memory_order_acquire);
+    if (!chunk) break;
+    for (uint32_t i = 0; i < kChunk; i++) fn(&chunk[i], arg);
+  }
+}
+
 // --- error state ---------------------------------------------------------------
 
 namespace {
@@ -264,6 +273,13 @@ PollErr netpoll_wait(PollDesc* pd, int mode) {
     // moved, or a spurious wake-up. Wait again.
   }
   return PollErr::none;
+}
+
+void netpoll_wait_canceled(PollDesc* pd, int mode) {
+  // waitio: park even though the pollDesc is closing or past its deadline;
+  // only readiness (the operation's completion) ends the wait.
+  while (!netpollblock(pd, mode, true)) {
+  }
 }
 
 void netpoll_reset(PollDesc* pd, int mode) {

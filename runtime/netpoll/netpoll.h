@@ -95,12 +95,18 @@ struct PollDesc {
 PollDesc* pd_alloc();
 void pd_free(PollDesc* pd);
 PollDesc* pd_at(uint32_t index);  // nullptr if out of range
+// Visits every pollDesc ever allocated (open, closed or free): the live table.
+void pd_foreach(void (*fn)(PollDesc*, void*), void* arg);
 
 // Go's poll_runtime_poll* functions.
 Error netpoll_open(PollDesc* pd, int fd);      // register with the poller
 void netpoll_close(PollDesc* pd);              // deregister; pd must be evicted (not freed)
 void netpoll_evict(PollDesc* pd);              // closing: wake both waiters
 PollErr netpoll_wait(PollDesc* pd, int mode);  // mode 'r' or 'w'
+// A completion backend cancelled an operation the G gave up on (deadline,
+// close): park until the operation's own completion readies the slot,
+// whatever the error state says (Go's poll_runtime_pollWaitCanceled).
+void netpoll_wait_canceled(PollDesc* pd, int mode);
 PollErr netpoll_check_err(PollDesc* pd, int mode);
 void netpoll_reset(PollDesc* pd, int mode);                    // forget remembered readiness
 void netpoll_set_deadline(PollDesc* pd, int64_t d, int mode);  // 'r', 'w', or 'r'+'w'

@@ -22,6 +22,7 @@ void Mutex::lock() {
   if (gp) {
     owner_.store(gp->id, std::memory_order_relaxed);
     gp->held_mutexes++;
+    gp->held_mutex = this;
   }
 }
 
@@ -32,6 +33,7 @@ bool Mutex::try_lock() {
   if (gp) {
     owner_.store(gp->id, std::memory_order_relaxed);
     gp->held_mutexes++;
+    gp->held_mutex = this;
   }
   return true;
 }

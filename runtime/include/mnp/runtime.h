@@ -18,6 +18,7 @@
 #include <new>
 #include <string>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 
 namespace mnp {
@@ -65,6 +66,7 @@ struct SpawnFn {
   void (*construct)(void* dst, void* src);
   void (*invoke)(void* closure);
   void (*destroy)(void* closure);
+  const std::type_info* type;  // the closure's type, named by the G dump
 };
 void spawn(const SpawnFn& fn, void* src);
 
@@ -73,7 +75,8 @@ struct SpawnOps {
   static void construct(void* dst, void* src) { ::new (dst) Fn(std::move(*static_cast<Fn*>(src))); }
   static void invoke(void* c) { (*static_cast<Fn*>(c))(); }
   static void destroy(void* c) { static_cast<Fn*>(c)->~Fn(); }
-  static constexpr SpawnFn ops{sizeof(Fn), alignof(Fn), construct, invoke, destroy};
+  static constexpr SpawnFn ops{sizeof(Fn), alignof(Fn), construct, invoke, destroy,
+                               &typeid(Fn)};
 };
 }  // namespace detail
 

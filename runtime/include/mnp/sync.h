@@ -42,6 +42,8 @@ class Mutex {
   void unlock();
   // The G that holds the lock (0 when free): the lock-held-while-parked report.
   uint64_t owner() const { return owner_.load(std::memory_order_relaxed); }
+  // Gs parked waiting for it.
+  uint32_t waiters() const { return sema_.waiters(); }
 
  private:
   std::atomic<int32_t> state_{0};  // 0 free, 1 locked, 2 locked with waiters

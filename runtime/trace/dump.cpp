@@ -1,0 +1,307 @@
+// runtime/trace/dump — the G dump, the poller's live table, schedtrace lines.
+//
+// These read other threads' Gs and pollDescs without stopping them (Go stops
+// the world for its dump; a learner's tool here must not freeze the server
+// it is looking at). Each row is therefore a snapshot of racing fields:
+// consistent enough to read, not to act on. The readers are excluded from
+// TSan and ASan instrumentation for that reason (they read another G's stack
+// to walk its frames, and fields their owner may be writing).
+#include <arpa/inet.h>
+#include <cxxabi.h>
+#include <dlfcn.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cinttypes>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "context/frame.h"
+#include "mnp/debug.h"
+#include "mnp/stats.h"
+#include "mnp/sync.h"
+#include "netpoll/netpoll.h"
+#include "netpoll/poller.h"
+#include "sched/sched.h"
+
+#define MNP_NO_SANITIZE __attribute__((no_sanitize("address", "thread", "undefined")))
+
+namespace mnp::rt {
+
+namespace {
+
+void appendf(std::string& s, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+void appendf(std::string& s, const char* fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (n > 0) s.append(buf, static_cast<size_t>(n) < sizeof buf ? n : sizeof buf - 1);
+}
+
+std::string demangle(const char* name) {
+  if (!name) return "?";
+  int status = 0;
+  char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+  std::string s = (status == 0 && d) ? d : name;
+  std::free(d);
+  return s;
+}
+
+const char* status_text(GStatus s) {
+  switch (s) {
+    case GStatus::idle:
+      return "idle";
+    case GStatus::runnable:
+      return "runnable";
+    case GStatus::running:
+      return "running";
+    case GStatus::waiting:
+      return "waiting";
+    case GStatus::syscall:
+      return "syscall";
+    case GStatus::dead:
+      return "dead";
+  }
+  return "?";
+}
+
+std::string symbol(uintptr_t pc) {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(pc), &info) && info.dli_sname) {
+    std::string s = demangle(info.dli_sname);
+    if (s.size() > 100) s = s.substr(0, 97) + "...";
+    appendf(s, "+0x%" PRIxPTR, pc - reinterpret_cast<uintptr_t>(info.dli_saddr));
+    return s;
+  }
+  if (info.dli_fname) {
+    std::string s;
+    appendf(s, "%s+0x%" PRIxPTR, info.dli_fname, pc - reinterpret_cast<uintptr_t>(info.dli_fbase));
+    return s;
+  }
+  return "?";
+}
+
+// Walks a parked G's frame-pointer chain from its saved switch frame. The
+// runtime is built with -fno-omit-frame-pointer; frames of code built
+// without it end the walk early. Every load is checked against the G's
+// stack bounds, so a torn read cannot fault.
+MNP_NO_SANITIZE void backtrace_g(const G* gp, std::string& out) {
+  auto lo = reinterpret_cast<uintptr_t>(gp->stack.lo);
+  auto hi = reinterpret_cast<uintptr_t>(gp->stack.hi);
+  auto sp = reinterpret_cast<uintptr_t>(gp->ctx.sp);
+  auto in = [&](uintptr_t a) { return a >= lo && a + 16 <= hi && (a & 7) == 0; };
+  if (!in(sp)) return;
+#if defined(__x86_64__)
+  uintptr_t fp = *reinterpret_cast<const uintptr_t*>(sp + MNP_X64_OFF_RBP);
+  uintptr_t pc = *reinterpret_cast<const uintptr_t*>(sp + MNP_X64_OFF_RIP);
+#elif defined(__aarch64__)
+  uintptr_t fp = *reinterpret_cast<const uintptr_t*>(sp + MNP_A64_OFF_X29);
+  uintptr_t pc = *reinterpret_cast<const uintptr_t*>(sp + MNP_A64_OFF_X30);
+#else
+  return;
+#endif
+  for (int depth = 0; depth < 24 && pc; depth++) {
+    // A return address points after its call: name the call's own byte.
+    appendf(out, "    #%-2d 0x%012" PRIxPTR " %s\n", depth, pc,
+            symbol(depth ? pc - 1 : pc).c_str());
+    if (!in(fp)) break;
+    uintptr_t next = reinterpret_cast<const uintptr_t*>(fp)[0];
+    pc = reinterpret_cast<const uintptr_t*>(fp)[1];
+    if (next <= fp) break;
+    fp = next;
+  }
+}
+
+std::string fmt_ms(int64_t ns) {
+  std::string s;
+  if (ns < 0) ns = 0;
+  if (ns < 10'000'000)
+    appendf(s, "%.1f ms", static_cast<double>(ns) / 1e6);
+  else if (ns < 120'000'000'000)
+    appendf(s, "%" PRId64 " ms", ns / 1'000'000);
+  else
+    appendf(s, "%" PRId64 " minutes", ns / 60'000'000'000);
+  return s;
+}
+
+}  // namespace
+
+// One line for a G: "goroutine 7 [IO wait (read) fd=9, 1.2 ms] main::{lambda()#2}".
+MNP_NO_SANITIZE std::string g_header(const G* gp, int64_t now) {
+  std::string s;
+  GStatus st = gp->status.load(std::memory_order_acquire);
+  appendf(s, "goroutine %" PRIu64 " [", gp->id);
+  if (st == GStatus::waiting || st == GStatus::syscall) {
+    s += wait_reason_text(gp->wait_reason);
+    if (gp->wait_fd >= 0) appendf(s, " fd=%d", gp->wait_fd);
+    s += ", ";
+    s += fmt_ms(now - gp->wait_since);
+  } else {
+    s += status_text(st);
+  }
+  s += "]";
+  if (gp->is_main) s += " (main)";
+  if (gp->fn) {
+    s += " ";
+    std::string n = demangle(gp->fn->type->name());
+    if (n.size() > 80) n = n.substr(0, 77) + "...";
+    s += n;
+  }
+  return s;
+}
+
+MNP_NO_SANITIZE std::string dump_goroutines() {
+  std::string out;
+  int64_t now = nanotime_coarse();
+  std::vector<G*> gs;
+  {
+    LockGuard<SpinLock> l(sched.allgs_lock);
+    gs = sched.allgs;
+  }
+  size_t live = 0;
+  for (G* gp : gs) {
+    GStatus st = gp->status.load(std::memory_order_acquire);
+    if (st == GStatus::dead || st == GStatus::idle) continue;
+    live++;
+    out += g_header(gp, now);
+    out += ":\n";
+    if (gp->held_mutexes)
+      appendf(out, "    holds %" PRIu64 " mutex(es), last %p\n", gp->held_mutexes, gp->held_mutex);
+    size_t hw = stack_high_water(gp->stack);
+    if (hw)
+      appendf(out, "    stack: %zu of %zu bytes used (high-water mark)\n", hw, gp->stack.size());
+    if (st == GStatus::waiting || st == GStatus::runnable) backtrace_g(gp, out);
+    out += "\n";
+  }
+  std::string head;
+  appendf(head, "mnp: %zu goroutines (%d Ps, backend %s)\n\n", live, sched.nprocs,
+          sched.poller ? sched.poller->name() : "-");
+  return head + out;
+}
+
+namespace {
+
+struct TableCtx {
+  std::string* out;
+  int64_t now;
+  int rows;
+};
+
+std::string slot_text(uintptr_t v, int64_t now) {
+  if (v == pdNil) return "nil";
+  if (v == pdReady) return "ready";
+  if (v == pdWait) return "wait";
+  const G* gp = reinterpret_cast<const G*>(v);
+  std::string s;
+  appendf(s, "G%" PRIu64 " %s", gp->id, fmt_ms(now - gp->wait_since).c_str());
+  return s;
+}
+
+std::string deadline_text(int64_t d, int64_t now) {
+  if (d == 0) return "-";
+  if (d < 0) return "expired";
+  std::string s;
+  appendf(s, "in %s", fmt_ms(d - now).c_str());
+  return s;
+}
+
+std::string addr_text(const sockaddr_storage& ss) {
+  char ip[INET6_ADDRSTRLEN] = "?";
+  std::string s;
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+    appendf(s, "%s:%u", ip, ntohs(a->sin_port));
+  } else if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+    appendf(s, "[%s]:%u", ip, ntohs(a->sin6_port));
+  } else if (ss.ss_family == AF_UNIX) {
+    s = "unix";
+  } else {
+    s = "-";
+  }
+  return s;
+}
+
+MNP_NO_SANITIZE void table_row(PollDesc* pd, void* arg) {
+  auto* c = static_cast<TableCtx*>(arg);
+  if (pd->fd < 0 || (pd->fdmu.load(std::memory_order_relaxed) & 1) ||
+      (pd->info.load(std::memory_order_relaxed) & pollClosing))
+    return;
+  // The fd's addresses, asked now (the fd could be closed and reused in
+  // between: this is a snapshot).
+  sockaddr_storage la{}, ra{};
+  socklen_t ll = sizeof la, rl = sizeof ra;
+  if (getsockname(pd->fd, reinterpret_cast<sockaddr*>(&la), &ll) != 0) la.ss_family = AF_UNSPEC;
+  if (getpeername(pd->fd, reinterpret_cast<sockaddr*>(&ra), &rl) != 0) ra.ss_family = AF_UNSPEC;
+  const char* kind = pd->kind == 1 ? "listen" : pd->kind == 0 ? "conn" : "other";
+  std::string addrs = addr_text(la);
+  if (pd->kind != 1) addrs += " -> " + addr_text(ra);
+  appendf(*c->out,
+          "%5d  %-6s  %-47s  %-16s  %-16s  %-11s  %-11s  %6u  %10" PRIu64 "  %10" PRIu64 "\n",
+          pd->fd, kind, addrs.c_str(), slot_text(pd->rg.load(), c->now).c_str(),
+          slot_text(pd->wg.load(), c->now).c_str(), deadline_text(pd->rd, c->now).c_str(),
+          deadline_text(pd->wd, c->now).c_str(), pd->fdseq.load(), pd->bytes_read.load(),
+          pd->bytes_written.load());
+  c->rows++;
+}
+
+}  // namespace
+
+std::string dump_netpoll_table() {
+  std::string out;
+  TableCtx c{&out, nanotime(), 0};
+  appendf(out, "%5s  %-6s  %-47s  %-16s  %-16s  %-11s  %-11s  %6s  %10s  %10s\n", "fd", "kind",
+          "local -> remote", "rg (read)", "wg (write)", "read dl", "write dl", "seq", "bytes in",
+          "bytes out");
+  pd_foreach(table_row, &c);
+  appendf(out, "mnp: %d open pollDescs, backend %s\n", c.rows,
+          sched.poller ? sched.poller->name() : "-");
+  return out;
+}
+
+MNP_NO_SANITIZE std::string schedtrace(int64_t since_start_ns) {
+  std::string s;
+  int nm;
+  {
+    std::lock_guard<std::mutex> l(sched.lock);
+    nm = static_cast<int>(sched.allm.size());
+  }
+  appendf(s,
+          "SCHED %" PRId64
+          "ms: gomaxprocs=%d idleprocs=%d threads=%d spinningthreads=%d "
+          "idlethreads=%d runqueue=%d gs=%" PRId64 " [",
+          since_start_ns / 1'000'000, sched.nprocs, sched.npidle.load(), nm,
+          sched.nmspinning.load(), sched.nmidle, sched.runqsize.load(), sched.ngoroutines.load());
+  for (size_t i = 0; i < sched.allp.size(); i++) {
+    P* pp = sched.allp[i];
+    uint32_t n = pp->runq.tail.load(std::memory_order_relaxed) -
+                 pp->runq.head.load(std::memory_order_relaxed);
+    if (pp->runnext.load(std::memory_order_relaxed)) n++;
+    appendf(s, i ? " %u" : "%u", n);
+  }
+  appendf(s,
+          "] syscalls=%" PRIu64 " polls=%" PRIu64 " events=%" PRIu64 " parks=%" PRIu64
+          " switches=%" PRIu64 " steals=%" PRIu64,
+          stat_syscalls(), stat(Stat::polls), stat(Stat::poll_events), stat(Stat::parks),
+          stat(Stat::ctx_switches), stat(Stat::steals));
+  return s;
+}
+
+}  // namespace mnp::rt
+
+std::string mnp::debug::goroutines() {
+  return rt::dump_goroutines();
+}
+std::string mnp::debug::netpoll_table() {
+  return rt::dump_netpoll_table();
+}
+std::string mnp::debug::schedtrace_line() {
+  return rt::schedtrace(0);
+}
