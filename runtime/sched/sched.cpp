@@ -31,6 +31,9 @@
 
 #include "mnp/stats.h"
 #include "netpoll/poller.h"
+#include "sys/fault.h"
+#include "trace/sysmon.h"
+#include "trace/trace.h"
 
 namespace mnp::rt {
 
@@ -89,6 +92,14 @@ const char* wait_reason_text(WaitReason r) {
       return "blocking call";
   }
   return "?";
+}
+
+// The initial state of M id's generator (splitmix64 of the seed and the id).
+uint64_t m_rand_init(int id) {
+  uint64_t z = (sched.seed ? sched.seed : 0x9E3779B97F4A7C15ull) + 0x9E3779B97F4A7C15ull * (id + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return (z ^ (z >> 31)) | 1;
 }
 
 uint32_t fastrand() {
@@ -156,6 +167,7 @@ bool runqputslow(P* pp, G* gp, uint32_t head, uint32_t tail) {
 // Puts gp on pp's queue: into runnext if next (kicking the old runnext to the
 // tail), else at the tail. Owner only.
 void runqput(P* pp, G* gp, bool next) {
+  if (next && sched.seed && (fastrand() & 1)) next = false;  // seeded: either is valid
   if (next) {
     G* old = pp->runnext.load(std::memory_order_relaxed);
     while (!pp->runnext.compare_exchange_weak(old, gp, std::memory_order_acq_rel)) {
@@ -177,12 +189,24 @@ void runqput(P* pp, G* gp, bool next) {
 
 // Gets a G from pp's queue; *inherit says it came from runnext (it then
 // inherits the time slice: the schedtick is not advanced). Owner only.
+//
+// Two Gs that ready each other (a channel ping-pong) would keep trading
+// runnext and the time slice for ever, and the rest of the queue would
+// starve. Go ends such a chain when sysmon preempts it after 10 ms; our
+// sysmon cannot preempt (it only reports), so a chain ends after
+// kRunnextStreak hand-offs: the runnext G then goes to the tail and the head
+// of the queue runs.
+constexpr uint32_t kRunnextStreak = 64;
 G* runqget(P* pp, bool* inherit) {
   G* next = pp->runnext.load(std::memory_order_relaxed);
   if (next && pp->runnext.compare_exchange_strong(next, nullptr, std::memory_order_acq_rel)) {
-    *inherit = true;
-    return next;
+    if (++pp->runnext_streak < kRunnextStreak) {
+      *inherit = true;
+      return next;
+    }
+    runqput(pp, next, false);
   }
+  pp->runnext_streak = 0;
   *inherit = false;
   for (;;) {
     uint32_t head = pp->runq.head.load(std::memory_order_acquire);
@@ -330,7 +354,7 @@ void startm(P* pp, bool spinning) {
   if (!mp) {
     mp = new M;
     mp->id = sched.nextmid.fetch_add(1);
-    mp->rand = 0x9E3779B97F4A7C15ull * (mp->id + 1);
+    mp->rand = m_rand_init(mp->id);
     mp->spinning = spinning;
     mp->nextp = pp;
     sched.allm.push_back(mp);
@@ -567,14 +591,68 @@ void finish_action(M* mp, G* gp) {
   }
 }
 
+// The span of one G run, for the trace: why it ended and what it waits on.
+void trace_g_run(G* gp, int64_t t0, M::Action a) {
+  TraceRec r{};
+  r.ts = t0;
+  r.dur = nanotime() - t0;
+  r.g = gp->id;
+  r.ev = TraceEv::g_run;
+  r.reason = static_cast<uint8_t>(a == M::Action::park    ? TraceStop::park
+                                  : a == M::Action::yield ? TraceStop::yield
+                                  : a == M::Action::exit  ? TraceStop::exit
+                                                          : TraceStop::blocking);
+  r.wait = static_cast<uint8_t>(a == M::Action::park ? gp->wait_reason : WaitReason::none);
+  r.fd = a == M::Action::park ? gp->wait_fd : -1;
+  trace_record(r);
+}
+
+void trace_instant(TraceEv ev, uint64_t g, uint32_t arg = 0) {
+  TraceRec r{};
+  r.ts = nanotime();
+  r.g = g;
+  r.ev = ev;
+  r.arg = arg;
+  trace_record(r);
+}
+
+// A poller call, for the trace.
+// Seeded runs shuffle the Gs one poll readied (the kernel's order is one
+// of many valid ones).
+G* seeded_shuffle(G* list) {
+  if (!sched.seed || !list || !list->schedlink) return list;
+  std::vector<G*> v;
+  for (G* g = list; g; g = g->schedlink) v.push_back(g);
+  for (size_t i = v.size() - 1; i > 0; i--) std::swap(v[i], v[fastrand() % (i + 1)]);
+  for (size_t i = 0; i + 1 < v.size(); i++) v[i]->schedlink = v[i + 1];
+  v.back()->schedlink = nullptr;
+  return v[0];
+}
+
+G* traced_poll(int64_t delay) {
+  if (!tracing()) return seeded_shuffle(sched.poller->poll(delay));
+  TraceRec r{};
+  r.ts = nanotime();
+  G* list = sched.poller->poll(delay);
+  r.dur = nanotime() - r.ts;
+  r.ev = TraceEv::poll;
+  r.fd = delay != 0;
+  for (G* g = list; g; g = g->schedlink) r.arg++;
+  trace_record(r);
+  return seeded_shuffle(list);
+}
+
 void execute(M* mp, G* gp, bool inherit) {
   mp->curg = gp;
   gp->status.store(GStatus::running, std::memory_order_relaxed);
   if (!inherit) mp->p->schedtick++;
+  mp->p->runs++;
   stat_add(Stat::ctx_switches);
+  int64_t t0 = tracing() ? nanotime() : 0;
   ctx_switch(&mp->g0, &gp->ctx);
   // Back on g0: gp switched to us.
   mp->curg = nullptr;
+  if (t0) trace_g_run(gp, t0, mp->action);
   finish_action(mp, gp);
 }
 
@@ -609,7 +687,7 @@ top:
   if (sched.netpoll_waiters.load(std::memory_order_relaxed) > 0 &&
       sched.lastpoll.load(std::memory_order_relaxed) != 0) {
     stat_add(Stat::polls);
-    if (G* list = sched.poller->poll(0)) {
+    if (G* list = traced_poll(0)) {
       G* gp = list;
       list = list->schedlink;
       injectglist_impl(mp, list);
@@ -691,7 +769,7 @@ top:
       return nullptr;
     }
     stat_add(Stat::polls);
-    G* list = sched.poller->poll(delay);
+    G* list = traced_poll(delay);
     sched.poll_until.store(0, std::memory_order_relaxed);
     sched.lastpoll.store(nanotime(), std::memory_order_release);
     P* np;
@@ -833,6 +911,16 @@ int env_int(const char* name, int dflt) {
 
 }  // namespace
 
+// sysmon: takes pp from an M that has been inside mnp::blocking longer than
+// the grace period, and hands it to another M (Go's retake + handoffp).
+bool retake(P* pp) {
+  uint32_t one = 1;
+  if (!pp->in_syscall.compare_exchange_strong(one, 0, std::memory_order_acq_rel)) return false;
+  pp->m.store(nullptr, std::memory_order_release);
+  handoffp(pp);
+  return true;
+}
+
 void injectglist(G* list) {
   injectglist_impl(getm(), list);
 }
@@ -870,6 +958,7 @@ void goready(G* gp) {
   if (st != GStatus::waiting) fatal("goready: G is not waiting");
   gp->status.store(GStatus::runnable, std::memory_order_release);
   stat_add(Stat::wakeups);
+  if (tracing()) trace_instant(TraceEv::ready, gp->id);
   M* mp = getm();
   if (mp && mp->p) {
     runqput(mp->p, gp, true);
@@ -923,6 +1012,7 @@ void detail::spawn(const SpawnFn& fn, void* src) {
   ctx_make(&gp->ctx, gp->stack.lo, at - reinterpret_cast<uintptr_t>(gp->stack.lo), gentry, gp);
   sched.ngoroutines.fetch_add(1, std::memory_order_relaxed);
   stat_add(Stat::spawns);
+  if (tracing()) trace_instant(TraceEv::spawn, gp->id);
   gp->status.store(GStatus::runnable, std::memory_order_release);
   runqput(pp, gp, true);
   wakep();
@@ -961,17 +1051,28 @@ void blocking(void (*fn)(void*), void* arg) {
     fn(arg);
     return;
   }
-  // entersyscallblock: give the P away, run fn on this M without a P.
+  // entersyscall: keep the P, but mark it so that sysmon may take it (and
+  // hand it to another M) if fn blocks longer than a short grace period
+  // (Go's retake). A short call thus costs no hand-off at all.
   gp->wait_reason = WaitReason::blocking;
   gp->wait_since = nanotime_coarse();
   gp->status.store(GStatus::syscall, std::memory_order_release);
-  P* pp = releasep(mp);
-  handoffp(pp);
+  P* pp = mp->p;
+  pp->syscall_since.store(rt::nanotime(), std::memory_order_relaxed);
+  pp->in_syscall.store(1, std::memory_order_release);
+  sched.nsyscall.fetch_add(1, std::memory_order_relaxed);
   fn(arg);
-  // exitsyscall: take an idle P if there is one, else queue the G and let
-  // this M go idle.
-  mp = getm();
+  sched.nsyscall.fetch_sub(1, std::memory_order_relaxed);
   gp->wait_reason = WaitReason::none;
+  uint32_t one = 1;
+  if (pp->in_syscall.compare_exchange_strong(one, 0, std::memory_order_acq_rel)) {
+    gp->status.store(GStatus::running, std::memory_order_release);
+    return;  // fast path: sysmon did not take the P
+  }
+  // exitsyscall: the P was retaken. Take an idle P if there is one, else
+  // queue the G and let this M go idle.
+  mp = getm();
+  mp->p = nullptr;
   P* np;
   {
     std::lock_guard<std::mutex> l(sched.lock);
@@ -1012,6 +1113,7 @@ int run(void (*main_fn)(void*), void* arg, const Options& opts) {
   }
   // Writes to a peer that has gone never kill the process (EPIPE instead).
   signal(SIGPIPE, SIG_IGN);
+  if (!sys::fault_init_from_env()) return 2;  // MNP_FAULTS set but invalid (sys/fault.h)
 
   const char* backend = opts.backend;
   if (!backend || !*backend) backend = std::getenv("MNP_BACKEND");
@@ -1033,6 +1135,15 @@ int run(void (*main_fn)(void*), void* arg, const Options& opts) {
   if (stack_kib == 0) stack_kib = MNP_DEFAULT_STACK_KIB;
 
   sched.exiting.store(false);
+  sched.seed = 0;
+  if (const char* sv = std::getenv("MNP_SCHED_SEED"); sv && *sv) {
+    char* end = nullptr;
+    sched.seed = std::strtoull(sv, &end, 10);
+    if (*end != '\0' || sched.seed == 0) {
+      std::fprintf(stderr, "mnp: ignoring MNP_SCHED_SEED=%s (want a number > 0)\n", sv);
+      sched.seed = 0;
+    }
+  }
   sched.nprocs = nprocs;
   sched.stack_size = stack_kib * 1024;
   sched.poller = poller;
@@ -1057,24 +1168,31 @@ int run(void (*main_fn)(void*), void* arg, const Options& opts) {
 
   stack_set_overflow_describer(describe_overflow);
   stack_install_overflow_handler();
+  parse_debug_env();
+  trace_start(std::getenv("MNP_TRACE"));
+  sysmon_start();
 
   // This thread becomes M0, holding P0, and runs main_fn as G 1.
   M* m0 = new M;
   m0->id = sched.nextmid.fetch_add(1);
-  m0->rand = 0x9E3779B97F4A7C15ull;
+  m0->rand = m_rand_init(m0->id);
   sched.allm.push_back(m0);
   tls_m = m0;
   stack_thread_init();
   ctx_init_thread(&m0->g0);
   acquirep(m0, sched.allp[0]);
+  // The main G marks itself: once spawned it may be stolen by a spinning M
+  // and run to its end before this thread could mark it (main_exited would
+  // then never run, and every M would sleep for good).
   struct MainClosure {
     void (*fn)(void*);
     void* arg;
-    void operator()() const { fn(arg); }
+    void operator()() const {
+      getg()->is_main = true;
+      fn(arg);
+    }
   } mc{main_fn, arg};
   detail::spawn(detail::SpawnOps<MainClosure>::ops, &mc);
-  G* maing = sched.allgs.back();
-  maing->is_main = true;
 
   schedule_loop(m0);
 
@@ -1103,6 +1221,9 @@ int run(void (*main_fn)(void*), void* arg, const Options& opts) {
   ctx_destroy(&m0->g0);
   stack_thread_fini();
   tls_m = nullptr;
+  sysmon_stop_and_join();
+  print_stack_report();
+  trace_stop();
 
   // Free every G (abandoned ones included: their closures are not run down,
   // as a Go program's goroutines are not at exit) and every P and M.

@@ -88,6 +88,8 @@ struct G {
   void* closure = nullptr;              // the closure, on this G's own stack
   Stack stack;                          // the G record sits at the top of this stack
   Timer sleep_timer;                    // for mnp::sleep
+  const void* held_mutex = nullptr;     // the Mutex it locked last (sysmon's report)
+  int64_t lockpark_reported = 0;        // wait_since of the park already reported (sysmon)
   uint64_t held_mutexes = 0;            // Mutexes it holds (the lock-held-while-parked report)
   bool is_main = false;
 };
@@ -106,8 +108,14 @@ struct P {
   std::atomic<M*> m{nullptr};  // the M holding this P (read racily by thieves)
   P* link = nullptr;           // in the idle list (under sched.lock)
   uint32_t schedtick = 1;      // incremented on each execute (not 0: see find_runnable)
+  // 1 while its M runs a G inside mnp::blocking: sysmon may then take the
+  // P (CAS to 0) and hand it to another M; the M takes it back with the same CAS.
+  std::atomic<uint32_t> in_syscall{0};
+  std::atomic<int64_t> syscall_since{0};
+  uint32_t runs = 0;  // Gs executed, inherited slices too (sysmon's hog check)
   RunQueue runq;
   std::atomic<G*> runnext{nullptr};  // the next G to run, ahead of runq
+  uint32_t runnext_streak = 0;       // Gs taken in a row from runnext (owner only)
   // Timers (time/timer.cpp): a 4-ary heap under timer_lock; timer0 is the
   // earliest `when` (0 if none), readable without the lock.
   SpinLock timer_lock;
@@ -165,6 +173,11 @@ struct Sched {
   std::atomic<int64_t> ngoroutines{0};
   std::atomic<uint64_t> goidgen{0};
   std::atomic<int32_t> nextmid{0};
+  // MNP_SCHED_SEED: when non-zero, every choice the scheduler is free to make
+  // (runnext or tail, steal victims, the order of Gs one poll readies) comes
+  // from per-M generators seeded from it; with MNP_PROCS=1 a run replays.
+  uint64_t seed = 0;
+  std::atomic<int32_t> nsyscall{0};  // Ms inside mnp::blocking (sysmon ticks faster)
 };
 
 extern Sched sched;
@@ -186,6 +199,8 @@ void goparkunlock(SpinLock* l, WaitReason reason, const void* obj = nullptr);
 void goready(G* gp);
 // Makes a list of Gs (linked by schedlink) runnable; starts idle Ps for them.
 void injectglist(G* list);
+// sysmon: takes a P whose M is blocked in mnp::blocking; false if it came back.
+bool retake(P* pp);
 
 // The poller wants to know whether anyone waits (Go's netpollAnyWaiters).
 inline void netpoll_waiter_added() {

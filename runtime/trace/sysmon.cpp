@@ -41,6 +41,10 @@ std::string g_header(const G* gp, int64_t now);
 
 DebugOptions debug_opts;
 
+// How long an M may stay inside mnp::blocking before sysmon hands its P to
+// another M (Go: 20 µs; sysmon's own tick makes it up to ~0.5 ms here).
+constexpr int64_t kRetakeGraceNs = 20'000;
+
 namespace {
 
 std::atomic<bool> sig_quit{false}, sig_usr1{false}, sig_usr2{false};
@@ -142,13 +146,21 @@ void sysmon_loop() {
   std::vector<PWatch> watch(sched.allp.size());
   for (;;) {
     bool busy = sched.npidle.load(std::memory_order_relaxed) < sched.nprocs;
-    int tick_ms = busy ? 10 : 100;
+    // Ms inside mnp::blocking: tick fast enough that their P is retaken
+    // within about a millisecond (Go starts at 20 µs and backs off).
+    bool syscalls = sched.nsyscall.load(std::memory_order_relaxed) > 0;
+    auto tick = std::chrono::microseconds(syscalls ? 500 : busy ? 10000 : 100000);
     {
       std::unique_lock<std::mutex> l(sysmon_mu);
-      if (sysmon_cv.wait_for(l, std::chrono::milliseconds(tick_ms), [] { return sysmon_stop; }))
-        return;
+      if (sysmon_cv.wait_for(l, tick, [] { return sysmon_stop; })) return;
     }
     int64_t now = nanotime();
+    if (syscalls) {
+      for (P* pp : sched.allp)
+        if (pp->in_syscall.load(std::memory_order_acquire) &&
+            now - pp->syscall_since.load(std::memory_order_relaxed) > kRetakeGraceNs)
+          retake(pp);
+    }
     if (sig_quit.exchange(false)) {
       write_all("SIGQUIT: goroutine dump\n" + dump_goroutines());
       if (debug_opts.quitexit) _exit(2);
