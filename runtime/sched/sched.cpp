@@ -893,7 +893,22 @@ size_t describe_overflow(const void* addr, char* buf, size_t len) {
     kib /= 10;
   } while (kib && n < 20);
   while (n > 0 && k + 1 < len) buf[k++] = sz[--n];
-  put(" KiB; raise MNP_STACK_SIZE or Options::stack_size)\n");
+  put(" KiB reserved, all of it used");
+  // The start function (mangled: demangling is not async-signal-safe;
+  // `c++filt` reads it).
+  if (gp->fn && gp->fn->type) {
+    put("; started as ");
+    put(gp->fn->type->name());
+  }
+  put("). A deeper stack needs a larger reservation: MNP_STACK_SIZE_KIB=");
+  kib = 2 * gp->stack.size() / 1024;
+  n = 0;
+  do {
+    sz[n++] = static_cast<char>('0' + kib % 10);
+    kib /= 10;
+  } while (kib && n < 20);
+  while (n > 0 && k + 1 < len) buf[k++] = sz[--n];
+  put(" or more (MNP_DEBUG=stacks=1 reports how deep each G went)\n");
   return k;
 }
 
