@@ -1,0 +1,3 @@
+module mini-netpoll/tests/peers/echoclient
+
+go 1.19
