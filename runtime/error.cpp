@@ -90,7 +90,12 @@ std::string Error::message() const {
     s.resize(s.size() - 2);  // the context already says what failed
   } else if (errno_ != 0 &&
              (kind_ == Errc::sys || kind_ == Errc::reset || kind_ == Errc::invalid)) {
-    s += std::strerror(errno_);
+    // glibc capitalises ("Connection reset by peer"); Go and the kinds' own
+    // texts do not.
+    std::string e = std::strerror(errno_);
+    if (!e.empty() && e[0] >= 'A' && e[0] <= 'Z' && !(e.size() > 1 && e[1] >= 'A' && e[1] <= 'Z'))
+      e[0] = static_cast<char>(e[0] - 'A' + 'a');
+    s += e;
   } else {
     s += errc_text(kind_);
   }
