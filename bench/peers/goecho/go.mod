@@ -1,0 +1,3 @@
+module mini-netpoll/bench/peers/goecho
+
+go 1.19
