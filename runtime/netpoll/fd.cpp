@@ -235,10 +235,13 @@ IOResult FD::read(void* buf, size_t n) {
     if (r.n) pd_->bytes_read.fetch_add(r.n, std::memory_order_relaxed);
     return r;
   }
-  // Fail at once on a closed pollDesc or an expired deadline; forget a
-  // readiness remembered from before (we are about to ask the kernel).
+  // Fail at once on a closed pollDesc or an expired deadline.
   if (PollErr e = netpoll_check_err(pd_, 'r'); e != PollErr::none)
     return {0, poll_error(e, "read")};
+  // Forget readiness remembered from before: we are about to ask the
+  // kernel. (Parking first after a short read would save a syscall, but a
+  // short read does not prove the socket empty — a signal can cut a copy
+  // short — and then no new edge would ever come. Go always tries first.)
   netpoll_reset(pd_, 'r');
   for (;;) {
     ssize_t r = sys::read(sysfd_, buf, n);
@@ -336,6 +339,16 @@ Error FD::connect(const sockaddr* sa, socklen_t len) {
   if (!ref.ok) return Error(Errc::closed, "connect");
   if (sched.poller->completion()) return sched.poller->connect(pd_, sa, len);
   if (PollErr e = netpoll_check_err(pd_, 'w'); e != PollErr::none) return poll_error(e, "connect");
+  // The fd was registered before connect(2), and a socket that is not yet
+  // connecting polls as writable + hung up (EPOLLOUT|EPOLLHUP): that edge
+  // may already sit in the slot, or still be queued in the poller. Forget
+  // what the slot remembers *before* connect(2), never after it: on loopback
+  // the handshake can end, and its one edge arrive, before connect(2) has
+  // even returned; a reset after it would drop that edge and the wait below
+  // would never end (edge-triggered: no second edge comes). A stale edge
+  // that still arrives is caught by getpeername below (ENOTCONN: wait again),
+  // as Go's fd.connect does.
+  netpoll_reset(pd_, 'w');
   for (;;) {
     if (sys::connect(sysfd_, sa, len) == 0) return {};
     int e = errno;
@@ -353,8 +366,13 @@ Error FD::connect(const sockaddr* sa, socklen_t len) {
       return Error::from_errno("connect", errno);
     switch (soerr) {
       case 0:
-      case EISCONN:
-        return {};
+      case EISCONN: {
+        sockaddr_storage peer;
+        socklen_t pl = sizeof peer;
+        if (::getpeername(sysfd_, reinterpret_cast<sockaddr*>(&peer), &pl) == 0) return {};
+        if (errno == ENOTCONN) continue;  // a stale edge: still connecting
+        return Error::from_errno("connect", errno);
+      }
       case EINPROGRESS:
       case EALREADY:
       case EINTR:

@@ -352,19 +352,28 @@ void startm(P* pp, bool spinning) {
   }
   M* mp = mget_locked();
   if (!mp) {
+    // No new M once the runtime exits: teardown joins the Ms it finds in
+    // allm, so an M must be in allm with its thread set (both under the lock)
+    // or not exist at all.
+    if (sched.exiting.load(std::memory_order_acquire)) {
+      pidleput_locked(pp);
+      l.unlock();
+      if (spinning) sched.nmspinning.fetch_sub(1, std::memory_order_relaxed);
+      return;
+    }
     mp = new M;
     mp->id = sched.nextmid.fetch_add(1);
     mp->rand = m_rand_init(mp->id);
     mp->spinning = spinning;
     mp->nextp = pp;
     sched.allm.push_back(mp);
-    l.unlock();
     mp->thread = std::thread(mstart, mp);
     return;
   }
-  l.unlock();
+  // Before the unlock: a parked M woken by teardown reads nextp under the lock.
   mp->spinning = spinning;
   mp->nextp = pp;
+  l.unlock();
   stat_add(Stat::sys_futex);
   mp->park.release();
 }
@@ -684,7 +693,10 @@ top:
   }
 
   // The network, without blocking, if anyone waits and nobody polls already.
-  if (sched.netpoll_waiters.load(std::memory_order_relaxed) > 0 &&
+  // With one P there is nothing to steal: the blocking poll below comes next
+  // and returns at once if anything is ready, so this one would be a second
+  // epoll_wait per wake-up (bench profile: 2 polls per message at 1 conn).
+  if (sched.nprocs > 1 && sched.netpoll_waiters.load(std::memory_order_relaxed) > 0 &&
       sched.lastpoll.load(std::memory_order_relaxed) != 0) {
     stat_add(Stat::polls);
     if (G* list = traced_poll(0)) {
@@ -758,6 +770,31 @@ top:
   int64_t last = sched.lastpoll.load(std::memory_order_relaxed);
   if (last != 0 && sched.lastpoll.compare_exchange_strong(last, 0)) {
     int64_t until = timers_earliest();
+    if (until != 0 && until <= (now = nanotime())) {
+      // A timer is already due on some P whose M is busy (or descheduled):
+      // run it from here rather than poll with a zero timeout in a loop.
+      // Without a P, the Gs it readies go to the global queue.
+      for (P* p2 : sched.allp)
+        if (int64_t t = p2->timer0.load(std::memory_order_relaxed); t != 0 && t <= now)
+          check_timers(p2, now);
+      if (sched.runqsize.load(std::memory_order_relaxed) != 0) {
+        // They readied Gs: run them instead of polling.
+        sched.lastpoll.store(nanotime(), std::memory_order_release);
+        P* np;
+        {
+          std::lock_guard<std::mutex> l(sched.lock);
+          np = pidleget_locked();
+        }
+        if (!np) {
+          stopm(mp);
+          if (!mp->p) return nullptr;
+        } else {
+          acquirep(mp, np);
+        }
+        goto top;
+      }
+      until = timers_earliest();
+    }
     int64_t delay = -1;
     if (until != 0) {
       now = nanotime();
@@ -829,8 +866,21 @@ void schedule_loop(M* mp) {
   }
 }
 
+// Records the OS thread of mp (sysmon reads it to tell a CPU hog from a
+// thread the OS preempted).
+void m_note_thread(M* mp) {
+#ifdef __linux__
+  mp->os_tid = static_cast<int>(::gettid());
+  clockid_t c;
+  if (pthread_getcpuclockid(pthread_self(), &c) == 0) mp->cpu_clock = c;
+#else
+  (void)mp;
+#endif
+}
+
 void mstart(M* mp) {
   tls_m = mp;
+  m_note_thread(mp);
   stack_thread_init();
   ctx_init_thread(&mp->g0);
   {
@@ -910,6 +960,20 @@ size_t describe_overflow(const void* addr, char* buf, size_t len) {
   while (n > 0 && k + 1 < len) buf[k++] = sz[--n];
   put(" or more (MNP_DEBUG=stacks=1 reports how deep each G went)\n");
   return k;
+}
+
+// The CPUs this process may run on (its affinity mask, as Go's
+// getproccount: `taskset -c 0` means one P), else the online CPUs.
+int usable_cpus() {
+#ifdef __linux__
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+#endif
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<int>(n) : 1;
 }
 
 int env_int(const char* name, int dflt) {
@@ -1141,10 +1205,7 @@ int run(void (*main_fn)(void*), void* arg, const Options& opts) {
   }
 
   int nprocs = opts.procs > 0 ? opts.procs : env_int("MNP_PROCS", 0);
-  if (nprocs <= 0) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    nprocs = n > 0 ? static_cast<int>(n) : 1;
-  }
+  if (nprocs <= 0) nprocs = usable_cpus();
   size_t stack_kib = opts.stack_size ? opts.stack_size / 1024
                                      : static_cast<size_t>(env_int("MNP_STACK_SIZE_KIB", 0));
   if (stack_kib == 0) stack_kib = MNP_DEFAULT_STACK_KIB;
@@ -1193,6 +1254,7 @@ int run(void (*main_fn)(void*), void* arg, const Options& opts) {
   m0->rand = m_rand_init(m0->id);
   sched.allm.push_back(m0);
   tls_m = m0;
+  m_note_thread(m0);
   stack_thread_init();
   ctx_init_thread(&m0->g0);
   acquirep(m0, sched.allp[0]);
@@ -1244,6 +1306,7 @@ int run(void (*main_fn)(void*), void* arg, const Options& opts) {
   // as a Go program's goroutines are not at exit) and every P and M.
   for (G* gp : sched.allgs) {
     Stack s = gp->stack;
+    ctx_destroy(&gp->ctx);  // its TSan fiber (TSan counts fibers as threads)
     gp->~G();
     stack_free(s);
   }

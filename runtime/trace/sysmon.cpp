@@ -82,9 +82,32 @@ void write_all(const std::string& s) {
 struct PWatch {
   uint32_t tick = 0;
   int64_t since = 0;
+  int64_t cpu_since = 0;
   uint64_t reported_g = 0;
   uint32_t reported_tick = 0;
 };
+
+int64_t thread_cpu_ns(const M* mp) {
+  if (!mp || !mp->cpu_clock) return -1;
+  struct timespec ts;
+  if (clock_gettime(mp->cpu_clock, &ts) != 0) return -1;
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// The OS state of an M's thread ('R' running or runnable, 'S' asleep, ...),
+// from /proc/self/task/TID/stat; 0 if unknown.
+char thread_state(const M* mp) {
+  if (!mp->os_tid) return 0;
+  char path[64], buf[256];
+  std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", mp->os_tid);
+  FILE* f = std::fopen(path, "r");
+  if (!f) return 0;
+  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = 0;
+  const char* p = std::strrchr(buf, ')');  // the state follows "(comm)"
+  return p && p[1] == ' ' ? p[2] : 0;
+}
 
 MNP_NO_SANITIZE void check_hogs(std::vector<PWatch>& w, int64_t now) {
   if (debug_opts.hog_ms <= 0) return;
@@ -97,10 +120,21 @@ MNP_NO_SANITIZE void check_hogs(std::vector<PWatch>& w, int64_t now) {
     if (!gp || tick != w[i].tick) {
       w[i].tick = tick;
       w[i].since = now;
+      w[i].cpu_since = thread_cpu_ns(mp);
       continue;
     }
     if (now - w[i].since < limit) continue;
     if (w[i].reported_g == gp->id && w[i].reported_tick == tick) continue;
+    // Time inside mnp::blocking is declared blocking, not hogging.
+    if (gp->status.load(std::memory_order_relaxed) == GStatus::syscall) continue;
+    // Wall time alone would blame a G whose thread the OS preempted (two
+    // busy cores): report a G that burnt the CPU itself, or whose thread
+    // sleeps in the kernel behind the runtime's back.
+    int64_t cpu = thread_cpu_ns(mp);
+    if (cpu >= 0 && w[i].cpu_since >= 0 && cpu - w[i].cpu_since < limit) {
+      char st = thread_state(mp);
+      if (st != 'S' && st != 'D') continue;
+    }
     w[i].reported_g = gp->id;
     w[i].reported_tick = tick;
     std::string s = "mnp: sysmon: " + g_header(gp, now);
