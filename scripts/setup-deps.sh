@@ -33,6 +33,7 @@ readonly PACKAGES=(
   googletest
   libbenchmark-dev
   liburing-dev
+  libclang-rt-14-dev
   libboost-context-dev
   iproute2
   procps

@@ -9,9 +9,13 @@
 
 #include <cerrno>
 
+#include "sys/fault.h"
 #include "trace/counters.h"
 
 namespace mnp::rt::sys {
+
+// Each wrapper that a test may make fail (sys/fault.h) first asks
+// fault_on(): one relaxed load and a branch predicted not taken.
 
 // Counts a syscall of kind s, and one more EAGAIN if it returned that.
 inline long counted(Stat s, long r) {
@@ -21,15 +25,20 @@ inline long counted(Stat s, long r) {
 }
 
 inline ssize_t read(int fd, void* b, size_t n) {
+  if (fault_on() && fault_hit(FaultOp::read, fd, &n)) return counted(Stat::sys_read, -1);
   return counted(Stat::sys_read, ::read(fd, b, n));
 }
 inline ssize_t write(int fd, const void* b, size_t n) {
+  if (fault_on() && fault_hit(FaultOp::write, fd, &n)) return counted(Stat::sys_write, -1);
   return counted(Stat::sys_write, ::write(fd, b, n));
 }
 inline ssize_t send(int fd, const void* b, size_t n, int flags) {
+  if (fault_on() && fault_hit(FaultOp::write, fd, &n)) return counted(Stat::sys_write, -1);
   return counted(Stat::sys_write, ::send(fd, b, n, flags));
 }
 inline int accept(int fd, sockaddr* sa, socklen_t* len) {
+  if (fault_on() && fault_hit(FaultOp::accept, fd, nullptr))
+    return static_cast<int>(counted(Stat::sys_accept, -1));
 #if defined(__linux__) || defined(__FreeBSD__)
   return static_cast<int>(
       counted(Stat::sys_accept, ::accept4(fd, sa, len, SOCK_NONBLOCK | SOCK_CLOEXEC)));
@@ -50,9 +59,13 @@ inline int accept(int fd, sockaddr* sa, socklen_t* len) {
 #endif
 }
 inline int connect(int fd, const sockaddr* sa, socklen_t len) {
+  if (fault_on() && fault_hit(FaultOp::connect, fd, nullptr))
+    return static_cast<int>(counted(Stat::sys_connect, -1));
   return static_cast<int>(counted(Stat::sys_connect, ::connect(fd, sa, len)));
 }
 inline int close(int fd) {
+  if (fault_on() && fault_hit(FaultOp::close, fd, nullptr))
+    return static_cast<int>(counted(Stat::sys_close, -1));
   return static_cast<int>(counted(Stat::sys_close, ::close(fd)));
 }
 inline int shutdown(int fd, int how) {
