@@ -5,6 +5,13 @@
 // release adds one and, if someone waits, takes it back on their behalf and
 // readies the longest waiter (a hand-off: the woken G owns the ticket, so a
 // stream of newcomers cannot starve it).
+//
+// Lifetime: a G that got its ticket may destroy the Sema at once (a
+// WaitGroup on the waiter's stack). Go's semaphores live in a global table,
+// so semrelease never touches the object; ours live in the object, so
+// release() does all its work under lock_ and drops it last (the Gs are
+// readied after), and an acquire that took a ticket without the lock waits
+// until no release holds it (settle).
 #include "mnp/sync.h"
 
 #include "sched/sched.h"
@@ -22,6 +29,14 @@ struct SemaAccess {
   }
   static void unlock(Sema* s) { s->lock_.store(0, std::memory_order_release); }
   static void acquire(Sema* self, WaitReason reason);
+  // After a lock-free take: the ticket may come from a release() that still
+  // holds lock_; wait until it is out of the Sema before returning.
+  static void settle(Sema* s) {
+    if (s->lock_.load(std::memory_order_acquire) != 0) {
+      lock(s);
+      unlock(s);
+    }
+  }
   static bool can_acquire(Sema* s) {
     uint32_t c = s->count_.load(std::memory_order_relaxed);
     while (c > 0)
@@ -31,7 +46,9 @@ struct SemaAccess {
 };
 
 bool Sema::try_acquire() {
-  return SemaAccess::can_acquire(this);
+  if (!SemaAccess::can_acquire(this)) return false;
+  SemaAccess::settle(this);
+  return true;
 }
 
 void Sema::acquire() {
@@ -43,10 +60,14 @@ void rt::sema_acquire(Sema* s, WaitReason reason) {
 }
 
 void SemaAccess::acquire(Sema* self, WaitReason reason) {
-  if (can_acquire(self)) return;
+  if (can_acquire(self)) {
+    settle(self);
+    return;
+  }
   G* gp = getg();
   if (!gp) {  // outside the runtime (a destructor after mnp::run): just spin
     while (!can_acquire(self)) sched_yield();
+    settle(self);
     return;
   }
   lock(self);
@@ -72,20 +93,29 @@ void SemaAccess::acquire(Sema* self, WaitReason reason) {
   // Woken by release, which took the ticket for us.
 }
 
-void Sema::release() {
-  count_.fetch_add(1, std::memory_order_seq_cst);
-  if (nwait_.load(std::memory_order_seq_cst) == 0) return;
+void Sema::release(uint32_t n) {
   SemaAccess::lock(this);
-  G* gp = nullptr;
-  if (head_ && SemaAccess::can_acquire(this)) {
-    gp = head_;
+  // Release order: an acquire that takes this ticket lock-free then sees
+  // lock_ held (settle) until the unlock below.
+  count_.fetch_add(n, std::memory_order_acq_rel);
+  G* first = nullptr;  // the waiters served, in arrival order
+  G** link = &first;
+  while (head_ && SemaAccess::can_acquire(this)) {
+    G* gp = head_;
     head_ = gp->schedlink;
     if (!head_) tail_ = nullptr;
-    gp->schedlink = nullptr;
+    *link = gp;
+    link = &gp->schedlink;
     nwait_.fetch_sub(1, std::memory_order_relaxed);
   }
-  SemaAccess::unlock(this);
-  if (gp) goready(gp);
+  *link = nullptr;
+  SemaAccess::unlock(this);  // the last touch of *this
+  while (first) {
+    G* gp = first;
+    first = gp->schedlink;
+    gp->schedlink = nullptr;
+    goready(gp);
+  }
 }
 
 }  // namespace mnp

@@ -63,7 +63,10 @@ void WaitGroup::add(int64_t delta) {
   // The counter reached zero with waiters: wake them all. Nobody can add a
   // waiter now (wait() sees 0 and returns), so the reset is safe.
   state_.store(0, std::memory_order_release);
-  for (; w > 0; w--) sema_.release();
+  // All w tickets in one release: the first waiter to wake may return and
+  // destroy the WaitGroup (it is often on its stack), so sema_ must not be
+  // touched again after that.
+  sema_.release(w);
 }
 
 void WaitGroup::wait() {

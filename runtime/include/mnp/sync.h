@@ -15,7 +15,9 @@ struct G;
 
 // A runtime semaphore (Go's runtime_Semacquire / Semrelease): the building
 // block of Mutex, WaitGroup and the fdMutex. release() hands the count
-// straight to the longest waiter.
+// straight to the longest waiter. A G whose acquire() returned may destroy
+// the Sema at once (a WaitGroup on the waiter's stack): release() touches it
+// no more by then.
 class Sema {
  public:
   explicit Sema(uint32_t count = 0) : count_(count) {}
@@ -23,7 +25,7 @@ class Sema {
   Sema& operator=(const Sema&) = delete;
   void acquire();
   bool try_acquire();
-  void release();
+  void release(uint32_t n = 1);  // n tickets at once
   uint32_t waiters() const { return nwait_.load(std::memory_order_relaxed); }
 
  private:

@@ -1,0 +1,3 @@
+module mnp/gomicro
+
+go 1.19
