@@ -870,9 +870,11 @@ void schedule_loop(M* mp) {
 // thread the OS preempted).
 void m_note_thread(M* mp) {
 #ifdef __linux__
-  mp->os_tid = static_cast<int>(::gettid());
   clockid_t c;
-  if (pthread_getcpuclockid(pthread_self(), &c) == 0) mp->cpu_clock = c;
+  if (pthread_getcpuclockid(pthread_self(), &c) == 0) {
+    mp->cpu_clock = c;
+    mp->os_tid = static_cast<int>(::gettid());
+  }
 #else
   (void)mp;
 #endif

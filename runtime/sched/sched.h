@@ -144,7 +144,7 @@ struct M {
   std::thread thread;  // not for M0 (the thread that called run)
   // The OS thread, for sysmon's hog check (written once at the M's start).
   int os_tid = 0;
-  clockid_t cpu_clock = 0;  // its CPU-time clock (Linux); 0 if unknown
+  clockid_t cpu_clock{};  // its CPU-time clock (Linux); 0 if unknown
   // What the G that just switched to g0 asked for (set by the G, done by g0).
   enum class Action : uint8_t { none, park, yield, exit, exitsyscall } action = Action::none;
   bool (*unlockf)(G*, void*) = nullptr;

@@ -88,7 +88,7 @@ struct PWatch {
 };
 
 int64_t thread_cpu_ns(const M* mp) {
-  if (!mp || !mp->cpu_clock) return -1;
+  if (!mp || !mp->os_tid) return -1;  // os_tid is set with cpu_clock (Linux only)
   struct timespec ts;
   if (clock_gettime(mp->cpu_clock, &ts) != 0) return -1;
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
