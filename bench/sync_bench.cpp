@@ -9,7 +9,7 @@
 //   ChanBuffered   one value through a buffered channel (cap 128), producer -> consumer
 //   SpawnExit      go + WaitGroup: spawn a G that calls done(), wait for it
 //   MutexHandOff   two Gs each lock, yield, unlock: one lock taken from a parked waiter
-//   Scaling        one batch: 8 Gs x 16 units of (~1 µs of CPU work + yield)
+//   Scaling        one batch: 8 Gs x 16 units of (~10 µs of CPU work + yield)
 //
 // Run: build/bench/sync-bench --benchmark_repetitions=5
 //      --benchmark_report_aggregates_only=true
@@ -115,10 +115,11 @@ void BM_MutexHandOff(benchmark::State& state) {
 }
 BENCHMARK(BM_MutexHandOff)->Arg(1)->Arg(2)->Arg(4)->UseRealTime();
 
-// ~1 µs of dependent multiplies (no closed form a compiler could find); the
-// Go twin runs the same loop.
+// ~10 µs of dependent multiplies (no closed form a compiler could find); the
+// Go twin runs the same loop. Units much shorter than an idle M's wake-up
+// (a futex, tens of µs in a VM) would measure wake-ups, not scaling.
 __attribute__((noinline)) uint64_t work(uint64_t x) {
-  for (int i = 0; i < 1000; i++) x = x * 6364136223846793005ull + 1442695040888963407ull;
+  for (int i = 0; i < 10000; i++) x = x * 6364136223846793005ull + 1442695040888963407ull;
   return x;
 }
 

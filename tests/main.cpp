@@ -9,14 +9,42 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "testutil.h"
+
+namespace {
+
+// Under MNP_SCHED_SEED (CI runs the suite under several seeds), a failure
+// says how to replay it: the same seed, processors and test reproduce the
+// scheduler's choices (issue 10; exactly so with one P).
+class SeedReporter : public ::testing::EmptyTestEventListener {
+ public:
+  void OnTestEnd(const ::testing::TestInfo& info) override {
+    const char* seed = std::getenv("MNP_SCHED_SEED");
+    if (!seed || !*seed || !info.result()->Failed()) return;
+    const char* procs = std::getenv("MNP_PROCS");
+    std::fprintf(stderr,
+                 "mnp-tests: %s.%s failed under MNP_SCHED_SEED=%s; replay it with:\n"
+                 "  MNP_SCHED_SEED=%s MNP_PROCS=%s %s --gtest_filter='%s.%s'\n",
+                 info.test_suite_name(), info.name(), seed, seed, procs ? procs : "(default)",
+                 program_.c_str(), info.test_suite_name(), info.name());
+  }
+  explicit SeedReporter(std::string program) : program_(std::move(program)) {}
+
+ private:
+  std::string program_;
+};
+
+}  // namespace
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   // The runtime leaves threads behind between runs: a death test must
   // re-execute the binary rather than fork a threaded process.
   GTEST_FLAG_SET(death_test_style, "threadsafe");
+  ::testing::UnitTest::GetInstance()->listeners().Append(new SeedReporter(argv[0]));
 
   const auto before = mnptest::open_fds();
   int rc = RUN_ALL_TESTS();

@@ -40,6 +40,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mnp/debug.h"
 #include "mnp/error.h"
 #include "mnp/net.h"
 #include "mnp/runtime.h"
@@ -228,7 +229,8 @@ void ticker(const Flags& flags) {
       if (g_print_stats) print_stats();
       print_totals(sig == SIGINT ? "SIGINT" : "SIGTERM");
       std::fflush(stdout);
-      std::_Exit(0);  // other Gs may be mid-write: do not run destructors under them
+      mnp::debug::flush_trace();  // MNP_TRACE: the timeline up to now
+      std::_Exit(0);              // other Gs may be mid-write: do not run destructors under them
     }
     if (g_print_stats) print_stats();
     if (mnp::nanotime() < next) continue;

@@ -20,6 +20,7 @@
 #include "mnp/net.h"
 #include "mnp/runtime.h"
 #include "mnp/sync.h"
+#include "vote_proto.h"
 
 namespace {
 
@@ -37,6 +38,7 @@ std::atomic<uint64_t> g_total{0};  // the highest "total=" seen in any tally
 std::atomic<bool> g_stop{false};
 std::atomic<int> g_dropped{0};      // voters the server disconnected
 std::atomic<int> g_unconnected{0};  // voters that could not connect
+std::atomic<uint64_t> g_bad{0};     // lines from the server that are not a tally
 
 void raise_total(uint64_t t) {
   uint64_t cur = g_total.load();
@@ -80,8 +82,16 @@ void voter(const Flags& f, int id, mnp::WaitGroup& wg) {
     for (;;) {
       auto [line, rerr] = in.read_line();
       if (rerr) break;
-      if (auto p = line.rfind("total="); p != std::string_view::npos) {
-        raise_total(std::strtoull(std::string(line.substr(p + 6)).c_str(), nullptr, 10));
+      vote::Tally tally;
+      const char* why = nullptr;
+      if (vote::parse_tally(line, &tally, &why)) {
+        uint64_t total = 0;
+        for (const auto& [option, n] : tally) total += n;
+        raise_total(total);
+      } else if (g_bad++ < 3) {  // an "ERR ..." or a malformed tally: say so, a few times
+        std::printf("vote-load: voter-%d: unexpected line from the server (%s): %.*s\n", id,
+                    line.starts_with("ERR ") ? "an error" : why, static_cast<int>(line.size()),
+                    line.data());
       }
     }
     reading.done();
@@ -166,6 +176,10 @@ int main(int argc, char** argv) {
     if (g_dropped.load() > 0) {
       std::printf("vote-load: %d voter(s) were disconnected by the server\n", g_dropped.load());
     }
+    if (g_bad.load() > 0) {
+      std::printf("vote-load: %llu line(s) from the server were not well-formed tallies\n",
+                  static_cast<unsigned long long>(g_bad.load()));
+    }
     std::printf(
         "vote-load: sent %llu votes in %.1f s; the server tallied %llu: tallied %.0f "
         "votes/s on average\n",
@@ -173,5 +187,5 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(g_total.load() - std::min(first_total, g_total.load())),
         static_cast<double>(g_total.load() - std::min(first_total, g_total.load())) / secs);
   });
-  return rc != 0 ? rc : g_unconnected.load() > 0 ? 1 : 0;
+  return rc != 0 ? rc : (g_unconnected.load() > 0 || g_bad.load() > 0) ? 1 : 0;
 }

@@ -4,9 +4,11 @@
 //   build/demos/vote-server --mode naive     # then: vote-load, and vote-attacker
 //   build/demos/vote-server --mode fixed
 //
-// The protocol (one line each): a client sends its ID ("voter-3\n"), then
-// votes ("VOTE A\n"). After every vote the server sends the tally
-// ("TALLY A=120 B=64 total=184\n") to every client that has voted.
+// The protocol (one line each; vote_proto.h has the grammar): a client sends
+// its ID ("voter-3\n"), then votes ("VOTE A\n"). After every vote the server
+// sends the tally ("TALLY A=120 B=64 total=184\n") to every client that has
+// voted. A malformed or overlong line gets "ERR <reason>\n" and is skipped;
+// the connection goes on.
 //
 // naive  holds its one Mutex across the broadcast, writing to every voter in
 //        turn. An attacker that votes (so it is a voter) and then stops reading
@@ -55,6 +57,7 @@
 #include "mnp/runtime.h"
 #include "mnp/sync.h"
 #include "sockstate_g.h"
+#include "vote_proto.h"
 
 namespace {
 
@@ -98,18 +101,23 @@ void forget_client(const Client& c) {
   g_names_mu.unlock();
 }
 
-// "TALLY A=120 B=64 total=184\n"
-std::string tally_line(const std::map<std::string, uint64_t>& tally, uint64_t total) {
-  std::string s = "TALLY";
-  for (const auto& [option, n] : tally) s += " " + option + "=" + std::to_string(n);
-  return s + " total=" + std::to_string(total) + "\n";
+// One more vote for option; false if it would be a new option beyond
+// vote::kMaxOptions (the tally's size is bounded, whatever clients send).
+bool count_vote(vote::Tally& tally, std::string_view option) {
+  auto it = tally.find(std::string(option));
+  if (it == tally.end()) {
+    if (tally.size() == vote::kMaxOptions) return false;
+    it = tally.emplace(std::string(option), 0).first;
+  }
+  it->second++;
+  return true;
 }
 
 // --- naive: the broadcast under the mutex ----------------------------------------
 
 struct Naive {
   mnp::Mutex mu;
-  std::map<std::string, uint64_t> tally;        // guarded by mu
+  vote::Tally tally;                            // guarded by mu
   uint64_t total = 0;                           // guarded by mu
   std::vector<std::shared_ptr<Client>> voters;  // guarded by mu
   // For the ticker, which must not take mu: when mu was taken, and how many
@@ -119,25 +127,30 @@ struct Naive {
 };
 Naive g_naive;
 
-void naive_vote(const std::shared_ptr<Client>& c, const std::string& option) {
+// False (and no vote) when the option would be one more than kMaxOptions.
+bool naive_vote(const std::shared_ptr<Client>& c, std::string_view option) {
   g_naive.waiting++;
   g_naive.mu.lock();
   g_naive.waiting--;
+  if (!count_vote(g_naive.tally, option)) {
+    g_naive.mu.unlock();
+    return false;
+  }
   g_naive.locked_at = mnp::nanotime();
-  g_naive.tally[option]++;
   g_naive.total++;
   if (!c->voted) {
     c->voted = true;
     g_naive.voters.push_back(c);
     g_voters++;
   }
-  std::string line = tally_line(g_naive.tally, g_naive.total);
+  std::string line = vote::format_tally(g_naive.tally);
   for (auto& v : g_naive.voters) {
     v->conn->write(line);  // THE BUG: may park for ever, with mu held
   }
   g_votes++;
   g_naive.locked_at = 0;
   g_naive.mu.unlock();
+  return true;
 }
 
 void naive_leave(const std::shared_ptr<Client>& c) {
@@ -158,18 +171,21 @@ struct Update {
 
 struct Fixed {
   mnp::Mutex mu;
-  std::map<std::string, uint64_t> tally;  // guarded by mu
-  uint64_t total = 0;                     // guarded by mu
-  mnp::Chan<Update> updates{1024};        // votes -> the broadcast worker
+  vote::Tally tally;                // guarded by mu
+  uint64_t total = 0;               // guarded by mu
+  mnp::Chan<Update> updates{1024};  // votes -> the broadcast worker
 };
 Fixed g_fixed;
 
-void fixed_vote(const std::shared_ptr<Client>& c, const std::string& option) {
+bool fixed_vote(const std::shared_ptr<Client>& c, std::string_view option) {
   Update u;
   g_fixed.mu.lock();  // held for a map update and a string: microseconds
-  g_fixed.tally[option]++;
+  if (!count_vote(g_fixed.tally, option)) {
+    g_fixed.mu.unlock();
+    return false;
+  }
   u.seq = ++g_fixed.total;
-  u.line = tally_line(g_fixed.tally, g_fixed.total);
+  u.line = vote::format_tally(g_fixed.tally);
   g_fixed.mu.unlock();
   if (!c->voted) {
     c->voted = true;  // only this client's reader G reads or writes it here
@@ -177,6 +193,7 @@ void fixed_vote(const std::shared_ptr<Client>& c, const std::string& option) {
   }
   g_votes++;
   g_fixed.updates.send(std::move(u));  // waits only if the worker is 1024 behind
+  return true;
 }
 
 // Drops a voter that cannot keep up: closing the connection wakes its writer
@@ -245,25 +262,43 @@ void writer(std::shared_ptr<Client> c) {
   }
 }
 
+// "ERR <reason>\n" to a client that sent a bad line. Naive: written at once
+// (the write lock keeps it whole among the broadcast's tallies); fixed:
+// through the outbox like every other line, so only the writer G writes. A
+// client that cannot take it is being dropped anyway: false ends the reader.
+bool reply_error(Client& c, const char* why, bool naive) {
+  std::string line = std::string("ERR ") + why + "\n";
+  if (naive) return !c.conn->write(line).err;
+  return c.outbox.try_send(std::move(line)) == mnp::ChanStatus::ok;
+}
+
 // --- both: one reader G per client ------------------------------------------------
 
 void serve(std::shared_ptr<Client> c, bool naive) {
   if (g_flags.sndbuf > 0) c->conn->set_write_buffer(g_flags.sndbuf);
   g_clients++;
   if (!naive) mnp::go([c] { writer(c); });
-  mnp::bufio::Reader in(*c->conn);
+  // Lines are short (an ID, a vote): 256 bytes is generous, and bounds what
+  // one client can make the server buffer.
+  mnp::bufio::Reader in(*c->conn, 4096, 256);
   bool have_id = false;
   for (;;) {
     auto [line, err] = in.read_line();
-    if (err) break;
-    if (!have_id) {  // the first line is the client's ID ("ID x" or just "x")
-      c->id = std::string(line.starts_with("ID ") ? line.substr(3) : line);
+    const char* bad = nullptr;
+    if (err == mnp::Errc::line_too_long) {
+      bad = "line longer than 256 bytes (skipped)";
+    } else if (err) {
+      break;
+    } else if (vote::Request r = vote::parse_request(line, have_id); r.kind == vote::ReqKind::bad) {
+      bad = r.error;
+    } else if (r.kind == vote::ReqKind::id) {
+      c->id = std::string(r.arg);
       name_client(*c);
       have_id = true;
-    } else if (line.starts_with("VOTE ") && line.size() > 5) {
-      std::string option(line.substr(5));
-      naive ? naive_vote(c, option) : fixed_vote(c, option);
+    } else if (!(naive ? naive_vote(c, r.arg) : fixed_vote(c, r.arg))) {
+      bad = "too many options (at most 64)";
     }
+    if (bad && !reply_error(*c, bad, naive)) break;
   }
   g_clients--;
   forget_client(*c);

@@ -154,6 +154,10 @@ void trace_flush() {
                  std::strerror(errno));
 }
 
+const std::string& trace_path_for_debug() {
+  return trace_path;
+}
+
 void trace_stop() {
   if (!trace_on.load()) return;
   trace_on.store(false, std::memory_order_release);
@@ -169,5 +173,8 @@ void trace_stop() {
 }  // namespace mnp::rt
 
 void mnp::debug::flush_trace() {
+  if (!rt::trace_on.load(std::memory_order_acquire)) return;
   rt::trace_flush();
+  std::fprintf(stderr, "mnp: trace written to %s (open it in https://ui.perfetto.dev)\n",
+               rt::trace_path_for_debug().c_str());
 }

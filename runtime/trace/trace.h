@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
 
 namespace mnp::rt {
 
@@ -47,5 +48,6 @@ inline bool tracing() {
 void trace_start(const char* path);
 void trace_stop();
 void trace_flush();
+const std::string& trace_path_for_debug();  // MNP_TRACE's file (mnp::debug::flush_trace)
 
 }  // namespace mnp::rt

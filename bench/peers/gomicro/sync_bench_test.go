@@ -86,9 +86,11 @@ func BenchmarkMutexHandOff(b *testing.B) {
 	wg.Wait()
 }
 
+// ~10 µs of dependent multiplies, as in the C++ twin.
+//
 //go:noinline
 func work(x uint64) uint64 {
-	for i := 0; i < 1000; i++ {
+	for i := 0; i < 10000; i++ {
 		x = x*6364136223846793005 + 1442695040888963407
 	}
 	return x
