@@ -183,3 +183,62 @@ TEST(Debug, TraceFileIsWrittenWithRunSpans) {
   EXPECT_TRUE(contains(json, "\"name\":\"netpoll")) << json.substr(0, 400);
   EXPECT_TRUE(contains(json, "ready G")) << json.substr(0, 400);
 }
+
+// ---- stacks you can size (issue 10) -------------------------------------------
+
+namespace {
+
+// Recursion whose frames the compiler cannot fold: each keeps 1 KiB live.
+__attribute__((noinline)) int deep(int depth, int limit) {
+  volatile char frame[1024];
+  frame[0] = static_cast<char>(depth);
+  if (depth >= limit) return frame[0];
+  return deep(depth + 1, limit) + frame[0];  // not a tail call
+}
+
+}  // namespace
+
+// MNP_DEBUG=stacks=1: at exit, the deepest G, measured by its high-water
+// mark. A G recursing ~48 KiB deep must be the one named, with at least that.
+TEST(Debug, StackReportNamesTheDeepestGoroutine) {
+  EnvVar e("MNP_DEBUG", "stacks=1");
+  uint64_t deep_id = 0;
+  testing::internal::CaptureStderr();
+  ASSERT_EQ(mnp::run([&] {
+              Group g;
+              g.go([&] {
+                deep_id = mnp::goid();
+                deep(0, 48);
+              });
+              g.go([] { deep(0, 2); });
+              g.wait();
+            }),
+            0);
+  std::string err = testing::internal::GetCapturedStderr();
+  const std::string key = "deepest ";
+  auto at = err.find(key);
+  ASSERT_NE(at, std::string::npos) << err;
+  size_t bytes = std::stoul(err.substr(at + key.size()));
+  EXPECT_GE(bytes, 48u * 1024) << err;
+  EXPECT_LT(bytes, 96u * 1024) << err;
+  EXPECT_TRUE(contains(err, "(goroutine " + std::to_string(deep_id) + ")")) << err;
+  EXPECT_TRUE(contains(err, "MNP_STACK_SIZE_KIB=")) << err;
+}
+
+// A recursion with no end, in a G with a 64 KiB stack, runs into the guard
+// page: the process dies with one line naming the G, its start function, the
+// reservation and a reservation to try (not a silent memory corruption).
+TEST(DebugDeathTest, DeepRecursionHitsTheGuardPageAndNamesTheGoroutine) {
+  EXPECT_EXIT(
+      {
+        setenv("MNP_STACK_SIZE_KIB", "64", 1);
+        mnp::run([] {
+          Group g;
+          g.go([] { deep(0, 1 << 30); });
+          g.wait();
+        });
+      },
+      ::testing::KilledBySignal(SIGABRT),
+      "stack overflow in goroutine [0-9]+ \\(stack 64 KiB reserved, all of it used; started as "
+      ".*MNP_STACK_SIZE_KIB=128");
+}
