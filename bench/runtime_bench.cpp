@@ -3,10 +3,19 @@
 // Each benchmark runs its timing loop inside a G (mnp::run), with the number
 // of Ps it names. Run: build/bench/runtime-bench --benchmark_repetitions=5
 // --benchmark_report_aggregates_only=true and read the medians.
+//
+// Page stacks vs copied stacks (MNP_STACK=copy): BM_StackSwitch_* run each
+// round once with page stacks and once with copied stacks (they set
+// MNP_STACK for their own mnp::run; the rest of the file runs with whatever
+// the environment says):
+//   build/bench/runtime-bench --benchmark_filter=StackSwitch
+//     --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <memory>
 
 #include "mnp/poll.h"
 #include "mnp/runtime.h"
@@ -196,6 +205,105 @@ void BM_NetpollPingPong(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_NetpollPingPong)->DenseRange(0, 3)->UseRealTime();
+
+// Runs fn as mnp::run's main G with MNP_STACK set to mode ("page", "copy").
+template <class F>
+void run_with_stack(benchmark::State& state, const char* mode, F&& fn) {
+  setenv("MNP_STACK", mode, 1);
+  state.SetLabel(mode);
+  mnp::run(std::forward<F>(fn), procs(1));
+  unsetenv("MNP_STACK");
+}
+
+const char* stack_mode(const benchmark::State& state) {
+  return state.range(0) ? "copy" : "page";
+}
+
+// Two spawned Gs yield to each other on one P; the main G only waits. One
+// iteration is a round: two G-to-G switches through g0 (and, with copied
+// stacks, two saves and two restores of a shallow frame).
+void BM_StackSwitch_Yield(benchmark::State& state) {
+  run_with_stack(state, stack_mode(state), [&] {
+    auto stop = std::make_shared<std::atomic<bool>>(false);
+    auto wg = std::make_shared<mnp::WaitGroup>();  // heap: copied stacks refuse one on a G's stack
+    wg->add(2);
+    mnp::go([&state, stop, wg] {
+      for (auto _ : state) mnp::yield();
+      *stop = true;
+      wg->done();
+    });
+    mnp::go([stop, wg] {
+      while (!stop->load(std::memory_order_relaxed)) mnp::yield();
+      wg->done();
+    });
+    wg->wait();
+  });
+  state.SetItemsProcessed(state.iterations() * 2);  // items: switches
+}
+BENCHMARK(BM_StackSwitch_Yield)->Arg(0)->Arg(1)->UseRealTime();
+
+// Park/ready between two spawned Gs through two semaphores: each round, each
+// G parks once and is readied once (two switches).
+void BM_StackSwitch_ParkReady(benchmark::State& state) {
+  run_with_stack(state, stack_mode(state), [&] {
+    struct Shared {
+      mnp::Sema ping{0}, pong{0};
+      std::atomic<bool> stop{false};
+      mnp::WaitGroup wg;
+    };
+    auto sh = std::make_shared<Shared>();
+    sh->wg.add(2);
+    mnp::go([sh] {
+      for (;;) {
+        sh->ping.acquire();
+        if (sh->stop.load(std::memory_order_relaxed)) break;
+        sh->pong.release();
+      }
+      sh->wg.done();
+    });
+    mnp::go([&state, sh] {
+      for (auto _ : state) {
+        sh->ping.release();
+        sh->pong.acquire();
+      }
+      sh->stop = true;
+      sh->ping.release();
+      sh->wg.done();
+    });
+    sh->wg.wait();
+  });
+  state.SetItemsProcessed(state.iterations() * 2);
+}
+BENCHMARK(BM_StackSwitch_ParkReady)->Arg(0)->Arg(1)->UseRealTime();
+
+// The same yield round with a deeper parked frame (~2 KiB of locals live
+// across the yield): what a copied stack's memcpy adds as frames grow.
+__attribute__((noinline)) void yield_deep(benchmark::State& state, std::atomic<bool>* stop) {
+  volatile char pad[2048];
+  pad[0] = 1;
+  pad[sizeof pad - 1] = 2;
+  for (auto _ : state) mnp::yield();
+  *stop = pad[0] + pad[sizeof pad - 1] == 3;
+}
+void BM_StackSwitch_Yield2KiB(benchmark::State& state) {
+  run_with_stack(state, stack_mode(state), [&] {
+    auto stop = std::make_shared<std::atomic<bool>>(false);
+    auto wg = std::make_shared<mnp::WaitGroup>();
+    wg->add(2);
+    mnp::go([&state, stop, wg] {
+      yield_deep(state, stop.get());
+      *stop = true;
+      wg->done();
+    });
+    mnp::go([stop, wg] {
+      while (!stop->load(std::memory_order_relaxed)) mnp::yield();
+      wg->done();
+    });
+    wg->wait();
+  });
+  state.SetItemsProcessed(state.iterations() * 2);
+}
+BENCHMARK(BM_StackSwitch_Yield2KiB)->Arg(0)->Arg(1)->UseRealTime();
 
 }  // namespace
 

@@ -4,7 +4,17 @@
 //
 //   build/demos/c10k-server --mode coro    --conns 10000 &   # one G per connection
 //   build/demos/c10k-client --addr ADDR --conns 10000        # another process
+//   MNP_STACK=copy build/demos/c10k-server --mode coro ... &  # the same, copied stacks
 //   build/demos/c10k-server --mode threads --conns 10000 &   # one std::thread each
+//
+// Two kinds of coroutine stack (runtime/sched/sched.h), same handler:
+//   page stacks (default)  each G has its own mmap'd stack; an idle G costs the
+//                          pages its frames touched: one 4 KiB page here
+//   copied stacks          MNP_STACK=copy: every G runs on one shared stack;
+//                          a parked G's frames (a few hundred bytes here) are
+//                          copied to a heap buffer of their size
+// The handler's frame is what a copied stack saves, so it reads into a small
+// buffer (64 bytes) in its frame, in both modes alike.
 //
 // Each connection's G (or thread) sits in read(), waiting for bytes that never
 // come, as most connections of a real server do most of the time. What to
@@ -12,8 +22,8 @@
 //   RSS            resident memory of this process (VmRSS) above what it was
 //                  before the first connection, divided by the connections:
 //                  the user-space cost of one connection (a G's touched stack
-//                  pages, its Conn and pollDesc; or a thread's touched stack,
-//                  its TLS and glibc's struct pthread)
+//                  pages or saved frames, its G record, Conn and pollDesc; or
+//                  a thread's touched stack, its TLS and glibc's struct pthread)
 //   VmSize         the address space reserved: a G's stack reservation
 //                  (MNP_STACK_SIZE, 256 KiB by default) or a thread's stack
 //                  (--stack-kib; glibc's default is 8 MiB: 80 GiB for 10,000)
@@ -104,16 +114,19 @@ void monitor(const Flags& f, const char* what) {
 // --- coroutines: one G per connection, parked in read ------------------------------
 
 int run_coro(const Flags& f) {
+  // The label says which stacks the Gs have (MNP_STACK is the runtime's).
+  const char* sm = std::getenv("MNP_STACK");
+  static const char* what = sm && std::string_view(sm) == "copy" ? "coro-copy" : "coro";
   return mnp::run([&] {
     auto [ln, err] = mnp::net::listen("tcp", f.addr);
     if (err) {
       std::fprintf(stderr, "c10k-server: %s\n", err.message().c_str());
       std::exit(1);
     }
-    std::printf("c10k-server[coro]: listening on %s (pid %d, backend %s, procs %d)\n",
+    std::printf("c10k-server[%s]: listening on %s (pid %d, backend %s, procs %d)\n", what,
                 ln->addr().to_string().c_str(), static_cast<int>(getpid()), mnp::backend_name(),
                 mnp::procs());
-    std::thread(monitor, std::cref(f), "coro").detach();
+    std::thread(monitor, std::cref(f), what).detach();
     for (;;) {
       auto [c, aerr] = ln->accept();
       if (aerr) {

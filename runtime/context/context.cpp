@@ -236,6 +236,16 @@ void ctx_destroy(Context* ctx) {
   *ctx = Context{};
 }
 
+const char* ctx_sanitizer() {
+#if defined(MNP_ASAN)
+  return "AddressSanitizer";
+#elif defined(MNP_TSAN)
+  return "ThreadSanitizer";
+#else
+  return nullptr;
+#endif
+}
+
 void ctx_switch(Context* from, Context* to) {
   before_switch(from, to);
   mnp_ctx_jump(&from->sp, to->sp);

@@ -61,6 +61,13 @@ void ctx_switch(Context* from, Context* to);
 // coroutine's fake stack; otherwise the same as ctx_switch. Never returns.
 [[noreturn]] void ctx_switch_final(Context* from, Context* to);
 
+// The sanitizer this build follows switches for ("AddressSanitizer",
+// "ThreadSanitizer"), or nullptr in a plain build. Copied stacks
+// (MNP_STACK=copy) refuse to run under one: they memcpy a G's frames out of
+// and back into a shared stack behind the sanitizer's back (ASan's redzones
+// and fake stacks, TSan's shadow of those bytes would describe the wrong G).
+const char* ctx_sanitizer();
+
 }  // namespace mnp::rt
 
 // The assembly routine (switch_<arch>_<abi>.S): pushes the callee-saved

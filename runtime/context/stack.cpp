@@ -75,13 +75,21 @@ size_t round_up(size_t n, size_t to) {
 // memory) rarely has.
 constexpr unsigned char kFillByte = 0xA5;
 
-// Read once: the environment of a running program does not change its mind.
+// Read at the first use, and again at each mnp::run (stack_debug_reload):
+// a process that runs the runtime several times (the tests) may change it
+// in between.
+bool read_debug_stacks() {
+  const char* v = std::getenv("MNP_DEBUG");
+  return v != nullptr && std::strstr(v, "stacks") != nullptr;
+}
+std::atomic<int> g_debug_stacks{-1};  // -1: not read yet
 bool debug_stacks() {
-  static const bool on = [] {
-    const char* v = std::getenv("MNP_DEBUG");
-    return v != nullptr && std::strstr(v, "stacks") != nullptr;
-  }();
-  return on;
+  int on = g_debug_stacks.load(std::memory_order_relaxed);
+  if (on < 0) {
+    on = read_debug_stacks();
+    g_debug_stacks.store(on, std::memory_order_relaxed);
+  }
+  return on != 0;
 }
 
 // --- Mapping and unmapping ---------------------------------------------------
@@ -250,6 +258,10 @@ struct AltStack {
 thread_local AltStack t_altstack;
 
 }  // namespace
+
+void stack_debug_reload() {
+  g_debug_stacks.store(read_debug_stacks(), std::memory_order_relaxed);
+}
 
 size_t page_size() {
   static const size_t size = [] {

@@ -59,5 +59,7 @@ void stack_thread_fini();
 // fill touches every page, so it costs each stack its full size in RSS.
 // Without it this returns 0. Used by the stack report (MNP_DEBUG=stacks=1).
 size_t stack_high_water(const Stack& s);
+// Reads $MNP_DEBUG again (mnp::run calls it at each start, before any G).
+void stack_debug_reload();
 
 }  // namespace mnp::rt

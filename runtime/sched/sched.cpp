@@ -26,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <new>
 #include <string>
 #include <typeinfo>
 
@@ -490,6 +491,16 @@ G* galloc() {
   return gp;
 }
 
+// A copy-mode G: the record on the heap, the stack shared (see sched.h).
+G* galloc_copy() {
+  G* gp = new G;
+  gp->copystack = true;
+  gp->stack = sched.shared;
+  LockGuard<SpinLock> l(sched.allgs_lock);
+  sched.allgs.push_back(gp);
+  return gp;
+}
+
 G* gfget(P* pp) {
   if (!pp->gfree) {
     LockGuard<SpinLock> l(sched.gfree_lock);
@@ -525,6 +536,53 @@ void gfput(P* pp, G* gp) {
 }
 
 void main_exited();
+void gentry(void* arg);
+
+// ---------------------------------------------------------------------------
+// Copied stacks (MNP_STACK=copy; the design is at the top of sched.h). These
+// run on g0 of the M holding the single P, never on the shared stack.
+
+// A save buffer is reallocated to the exact size when the image no longer
+// fits or would leave more than this many bytes unused: a G that parks at
+// about the same depth each time (a connection's read loop) then keeps its
+// buffer, one malloc for its life, while an idle G holds no more than its
+// frames and this slack.
+constexpr size_t kSaveSlack = 256;
+
+// Copies gp's frames [ctx.sp, shared.hi) out of the shared stack.
+void stack_save(G* gp) {
+  auto* sp = static_cast<char*>(gp->ctx.sp);
+  size_t n = static_cast<size_t>(sched.shared.hi - sp);
+  if (n > sched.shared.size()) fatal("copied stack: a G's saved sp is not on the shared stack");
+  if (gp->save_cap < n || gp->save_cap - n > kSaveSlack) {
+    std::free(gp->save_buf);
+    gp->save_buf = static_cast<char*>(std::malloc(n));
+    if (!gp->save_buf) fatal("copied stack: out of memory for a saved stack");
+    gp->save_cap = n;
+  }
+  std::memcpy(gp->save_buf, sp, n);
+  gp->save_size = n;
+  if (n > gp->save_max) gp->save_max = n;
+  gp->saved = true;
+}
+
+// Makes the shared stack gp's before it runs: saves the G that left its
+// frames there (parked or yielded: saving late is safe, as nothing but the G
+// itself touches its frames; sched.h), then puts back gp's frames at their
+// addresses, or builds a fresh G's first frame.
+__attribute__((noinline)) void copystack_enter(G* gp) {
+  G* owner = sched.shared_owner;
+  if (owner == gp) return;  // it yielded and nothing else ran on the stack
+  if (owner) stack_save(owner);
+  if (!gp->ctx.sp) {
+    ctx_make(&gp->ctx, sched.shared.lo, sched.shared.size(), gentry, gp);
+  } else {
+    if (!gp->saved) fatal("copied stack: a G to run has neither its frames nor a saved copy");
+    std::memcpy(sched.shared.hi - gp->save_size, gp->save_buf, gp->save_size);
+    gp->saved = false;
+  }
+  sched.shared_owner = gp;
+}
 
 // Every G starts here, on its own stack. An exception must not cross the
 // switch: it ends the process like Go's unrecovered panic.
@@ -578,15 +636,28 @@ void finish_action(M* mp, G* gp) {
     case M::Action::exit: {
       bool was_main = gp->is_main;
       gp->is_main = false;
-      gp->fn = nullptr;
-      gp->closure = nullptr;
       gp->wait_reason = WaitReason::none;
       sched.ngoroutines.fetch_sub(1, std::memory_order_relaxed);
-      gfput(mp->p, gp);
+      if (gp->copystack) {
+        // Its closure was on the heap (spawn_impl); its frames are garbage.
+        ::operator delete(gp->closure, std::align_val_t(gp->fn->align < 16 ? 16 : gp->fn->align));
+        if (sched.shared_owner == gp) sched.shared_owner = nullptr;
+        gp->ctx.sp = nullptr;  // the next use builds a first frame
+        gp->saved = false;
+      }
+      gp->fn = nullptr;
+      gp->closure = nullptr;
+      if (sched.copystack && !gp->copystack) {
+        // The main G's page stack in copy mode: not for copy-mode spawns.
+        gp->status.store(GStatus::dead, std::memory_order_relaxed);
+      } else {
+        gfput(mp->p, gp);
+      }
       if (was_main) main_exited();
       break;
     }
     case M::Action::exitsyscall:
+      if (gp->copystack) fatal("copied stack: a G's P was retaken in mnp::blocking");
       // The G came back from mnp::blocking and found no idle P: queue it and
       // let this M (which holds no P) go idle.
       gp->status.store(GStatus::runnable, std::memory_order_release);
@@ -658,6 +729,7 @@ void execute(M* mp, G* gp, bool inherit) {
   mp->p->runs++;
   stat_add(Stat::ctx_switches);
   int64_t t0 = tracing() ? nanotime() : 0;
+  if (gp->copystack) copystack_enter(gp);
   ctx_switch(&mp->g0, &gp->ctx);
   // Back on g0: gp switched to us.
   mp->curg = nullptr;
@@ -873,7 +945,7 @@ void m_note_thread(M* mp) {
   clockid_t c;
   if (pthread_getcpuclockid(pthread_self(), &c) == 0) {
     mp->cpu_clock = c;
-    mp->os_tid = static_cast<int>(::gettid());
+    mp->os_tid.store(static_cast<int>(::gettid()), std::memory_order_release);
   }
 #else
   (void)mp;
@@ -1006,6 +1078,18 @@ void injectglist(G* list) {
   injectglist_impl(getm(), list);
 }
 
+void refuse_stack_object(const void* obj, const char* what) {
+  std::fprintf(stderr,
+               "mnp: MNP_STACK=copy: a %s at %p lives on a coroutine stack; allocate it on the "
+               "heap (a parked G's copied frames are not where other Gs would reach them)\n",
+               what, obj);
+  std::abort();
+}
+
+size_t g_stack_used(const G* gp) {
+  return gp->copystack ? gp->save_max : stack_high_water(gp->stack);
+}
+
 // ---------------------------------------------------------------------------
 // park / ready
 
@@ -1072,31 +1156,54 @@ namespace mnp {
 
 using namespace rt;
 
-void detail::spawn(const SpawnFn& fn, void* src) {
+namespace {
+
+// copy: the G runs on the shared stack (MNP_STACK=copy), its record and
+// closure on the heap; else on a page stack of its own, the record and the
+// closure at its top.
+void spawn_impl(const detail::SpawnFn& fn, void* src, bool copy) {
   M* mp = getm();
   if (!mp || !mp->p) {
     std::fprintf(stderr, "mnp: fatal error: mnp::go called outside the runtime (no running G)\n");
     std::abort();
   }
   P* pp = mp->p;
-  G* gp = gfget(pp);
-  if (!gp) gp = galloc();
+  // In copy mode the free lists hold copy-mode Gs only (the main G's page
+  // stack is not put back: finish_action).
+  G* gp = copy || !sched.copystack ? gfget(pp) : nullptr;
+  if (!gp) gp = copy ? galloc_copy() : galloc();
   gp->id = sched.goidgen.fetch_add(1, std::memory_order_relaxed) + 1;
-  // The closure sits just below the G record, on the G's own stack.
-  uintptr_t at = (reinterpret_cast<uintptr_t>(gp) - fn.size) & ~(uintptr_t(fn.align) - 1);
-  at &= ~uintptr_t(15);
-  fn.construct(reinterpret_cast<void*>(at), src);
   gp->fn = &fn;
-  gp->closure = reinterpret_cast<void*>(at);
   gp->wait_reason = WaitReason::none;
   gp->held_mutexes = 0;
-  ctx_make(&gp->ctx, gp->stack.lo, at - reinterpret_cast<uintptr_t>(gp->stack.lo), gentry, gp);
+  if (copy) {
+    // Another G owns the shared stack now: the closure goes to the heap and
+    // the first frame is built when the G first runs (copystack_enter).
+    size_t align = fn.align < 16 ? 16 : fn.align;
+    void* mem = ::operator new(fn.size ? fn.size : 1, std::align_val_t(align));
+    fn.construct(mem, src);
+    gp->closure = mem;
+    gp->ctx.sp = nullptr;
+  } else {
+    // The closure sits just below the G record, on the G's own stack.
+    uintptr_t at = (reinterpret_cast<uintptr_t>(gp) - fn.size) & ~(uintptr_t(fn.align) - 1);
+    at &= ~uintptr_t(15);
+    fn.construct(reinterpret_cast<void*>(at), src);
+    gp->closure = reinterpret_cast<void*>(at);
+    ctx_make(&gp->ctx, gp->stack.lo, at - reinterpret_cast<uintptr_t>(gp->stack.lo), gentry, gp);
+  }
   sched.ngoroutines.fetch_add(1, std::memory_order_relaxed);
   stat_add(Stat::spawns);
   if (tracing()) trace_instant(TraceEv::spawn, gp->id);
   gp->status.store(GStatus::runnable, std::memory_order_release);
   runqput(pp, gp, true);
   wakep();
+}
+
+}  // namespace
+
+void detail::spawn(const SpawnFn& fn, void* src) {
+  spawn_impl(fn, src, sched.copystack);
 }
 
 void yield() {
@@ -1138,6 +1245,16 @@ void blocking(void (*fn)(void*), void* arg) {
   gp->wait_reason = WaitReason::blocking;
   gp->wait_since = nanotime_coarse();
   gp->status.store(GStatus::syscall, std::memory_order_release);
+  if (sched.copystack) {
+    // Copied stacks: no retake (in_syscall stays 0, so sysmon leaves the P
+    // alone). Another M given the P would run Gs on the shared stack that
+    // this G is still using; the single P waits instead, as under a plain
+    // blocking call. The syscall status keeps sysmon's hog report quiet.
+    fn(arg);
+    gp->wait_reason = WaitReason::none;
+    gp->status.store(GStatus::running, std::memory_order_release);
+    return;
+  }
   P* pp = mp->p;
   pp->syscall_since.store(rt::nanotime(), std::memory_order_relaxed);
   pp->in_syscall.store(1, std::memory_order_release);
@@ -1199,6 +1316,33 @@ int run(void (*main_fn)(void*), void* arg, const Options& opts) {
   const char* backend = opts.backend;
   if (!backend || !*backend) backend = std::getenv("MNP_BACKEND");
   if (!backend || !*backend) backend = default_backend();
+
+  // MNP_STACK=copy: copied stacks (sched.h). Read at every run, so that one
+  // process (a benchmark) may compare both modes.
+  bool copystack = false;
+  if (const char* sm = std::getenv("MNP_STACK"); sm && *sm) {
+    if (std::strcmp(sm, "copy") == 0) {
+      copystack = true;
+    } else if (std::strcmp(sm, "page") != 0) {
+      std::fprintf(stderr, "mnp: ignoring MNP_STACK=%s (want page or copy)\n", sm);
+    }
+  }
+  if (copystack) {
+    if (const char* san = ctx_sanitizer()) {
+      std::fprintf(stderr,
+                   "mnp: MNP_STACK=copy is not supported under %s (it copies frames behind "
+                   "the sanitizer's back); unset MNP_STACK\n",
+                   san);
+      return 2;
+    }
+    if (std::strcmp(backend, "uring") == 0) {
+      std::fprintf(stderr,
+                   "mnp: MNP_STACK=copy cannot run on backend uring: the kernel completes "
+                   "reads into buffers on a parked G's stack, which a copied stack has moved "
+                   "away; use epoll or uring-poll\n");
+      return 2;
+    }
+  }
   std::string why;
   Poller* poller = make_poller(backend, &why);
   if (!poller) {
@@ -1208,6 +1352,17 @@ int run(void (*main_fn)(void*), void* arg, const Options& opts) {
 
   int nprocs = opts.procs > 0 ? opts.procs : env_int("MNP_PROCS", 0);
   if (nprocs <= 0) nprocs = usable_cpus();
+  if (copystack && nprocs > 1) {
+    // One shared stack, which one P uses at a time (sched.h). Said once
+    // per process: the tests call run() many times.
+    static std::atomic<bool> said{false};
+    if (!said.exchange(true))
+      std::fprintf(stderr,
+                   "mnp: MNP_STACK=copy: running with 1 P instead of %d (copied stacks "
+                   "share one stack)\n",
+                   nprocs);
+    nprocs = 1;
+  }
   size_t stack_kib = opts.stack_size ? opts.stack_size / 1024
                                      : static_cast<size_t>(env_int("MNP_STACK_SIZE_KIB", 0));
   if (stack_kib == 0) stack_kib = MNP_DEFAULT_STACK_KIB;
@@ -1224,6 +1379,8 @@ int run(void (*main_fn)(void*), void* arg, const Options& opts) {
   }
   sched.nprocs = nprocs;
   sched.stack_size = stack_kib * 1024;
+  sched.copystack = copystack;
+  sched.shared_owner = nullptr;
   sched.poller = poller;
   sched.lastpoll.store(rt::nanotime());
   sched.poll_until.store(0);
@@ -1244,7 +1401,9 @@ int run(void (*main_fn)(void*), void* arg, const Options& opts) {
     for (int i = nprocs - 1; i >= 1; i--) pidleput_locked(sched.allp[i]);
   }
 
+  stack_debug_reload();
   stack_set_overflow_describer(describe_overflow);
+  if (copystack) sched.shared = stack_alloc(sched.stack_size);
   stack_install_overflow_handler();
   parse_debug_env();
   trace_start(std::getenv("MNP_TRACE"));
@@ -1263,6 +1422,7 @@ int run(void (*main_fn)(void*), void* arg, const Options& opts) {
   // The main G marks itself: once spawned it may be stolen by a spinning M
   // and run to its end before this thread could mark it (main_exited would
   // then never run, and every M would sleep for good).
+  // In copy mode too, the main G gets a page stack of its own (sched.h).
   struct MainClosure {
     void (*fn)(void*);
     void* arg;
@@ -1271,7 +1431,7 @@ int run(void (*main_fn)(void*), void* arg, const Options& opts) {
       fn(arg);
     }
   } mc{main_fn, arg};
-  detail::spawn(detail::SpawnOps<MainClosure>::ops, &mc);
+  spawn_impl(detail::SpawnOps<MainClosure>::ops, &mc, false);
 
   schedule_loop(m0);
 
@@ -1307,10 +1467,28 @@ int run(void (*main_fn)(void*), void* arg, const Options& opts) {
   // Free every G (abandoned ones included: their closures are not run down,
   // as a Go program's goroutines are not at exit) and every P and M.
   for (G* gp : sched.allgs) {
+    if (gp->copystack) {
+      // Abandoned while alive: its closure is not run down (as above), but
+      // its heap memory goes, as a page stack's does.
+      if (gp->fn)
+        ::operator delete(gp->closure, std::align_val_t(gp->fn->align < 16 ? 16 : gp->fn->align));
+      std::free(gp->save_buf);
+      delete[] gp->selsudogs;
+      ::operator delete(gp->stage, std::align_val_t(64));  // chan.cpp's kStageAlign
+      ctx_destroy(&gp->ctx);
+      delete gp;
+      continue;
+    }
     Stack s = gp->stack;
     ctx_destroy(&gp->ctx);  // its TSan fiber (TSan counts fibers as threads)
     gp->~G();
     stack_free(s);
+  }
+  if (sched.copystack) {
+    stack_free(sched.shared);
+    sched.shared = Stack{};
+    sched.shared_owner = nullptr;
+    sched.copystack = false;
   }
   sched.allgs.clear();
   sched.gfree = nullptr;

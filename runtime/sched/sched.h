@@ -29,6 +29,52 @@
 // Ownership: a G's fields are written by the M running it, or, while it is
 // not running, by whoever holds it (a queue's owner, a waiter slot, ...).
 // `status` is atomic and is the handover point.
+//
+// Copied stacks (MNP_STACK=copy; libco's and libaco's "shared stack"). Every
+// G spawned in this mode runs on one shared stack (sched.shared); a parked
+// G's used bytes [ctx.sp, shared.hi) are copied to a heap buffer of their
+// size, and copied back, to the same addresses, when it next runs:
+//
+//   shared stack                     G 7 parked        G 9 parked
+//   ┌─────────────┐ hi              ┌──────────┐      ┌──────────┐
+//   │ G 12's      │ ◄── running     │ 416 B of │      │ 1.1 KiB  │
+//   │ frames      │                 │ frames   │      │ of frames│
+//   ├─────────────┤ sp              └──────────┘      └──────────┘
+//   │   free      │                   save_buf          save_buf
+//   └─────────────┘ lo (guard page below)
+//
+// The rules that make it correct, and what they cost:
+//   - Same address on restore: frame pointers and pointers to locals inside
+//     the frames stay valid. Hence one shared stack, and one P: two Ps would
+//     need a stack each, and a G bound to one of them could never be stolen
+//     by the other. run() forces MNP_PROCS=1 and says so in one line.
+//     mnp::blocking keeps its P in this mode (no retake: another M would run
+//     Gs on the stack the blocking G is still using).
+//   - G records live on the heap (new G), closures too: spawn runs while
+//     another G owns the shared stack, so it cannot write there. A fresh G
+//     gets its first frame (ctx_make) when it first runs.
+//   - Nothing outside a G reads or writes its frames while it is not
+//     running. A channel's wait queues link sudogs and hand values over, so
+//     a copy-mode G's sudogs live in its G record (chan send/receive) or a
+//     per-G array (select), and the values pass through a staging area of
+//     the G record (G::stage), never through the frame (chan.cpp says why
+//     translating frame addresses to the saved copy is wrong: a moved
+//     std::string may point at itself). A Mutex, WaitGroup or Sema on a
+//     copy-mode G's stack is refused with a fatal error at its first use
+//     (check_not_on_shared_stack): other Gs would write to an address that,
+//     while its owner is parked, belongs to whichever G runs on the stack.
+//   - Hence saving can be lazy, for parks and yields alike: a G's frames
+//     stay on the shared stack (sched.shared_owner) until another copy-mode
+//     G is about to run there (copystack_enter, on g0 of the M holding the
+//     P). Race-free with wakers because no waker touches the frames; the one
+//     reader is the park's commit (unlockf), which runs on g0 before any
+//     other G can run. A park/ready round with the main G, or a G that runs
+//     again before any other, copies nothing.
+//   - The main G (G 1) keeps a page stack of its own: objects in main's
+//     frame (`WaitGroup wg;` ... `wg.wait()`) stay put, as usual.
+//   - Refused at start: the io_uring completion backend (the kernel writes
+//     into a parked G's buffer, which is then no longer on the stack), and
+//     sanitizer builds (ctx_sanitizer()).
 #pragma once
 
 #include <pthread.h>
@@ -44,6 +90,7 @@
 
 #include "context/context.h"
 #include "context/stack.h"
+#include "mnp/chan.h"
 #include "mnp/runtime.h"
 #include "sched/lock.h"
 #include "time/timer.h"
@@ -95,6 +142,21 @@ struct G {
   int64_t lockpark_reported = 0;        // wait_since of the park already reported (sysmon)
   uint64_t held_mutexes = 0;            // Mutexes it holds (the lock-held-while-parked report)
   bool is_main = false;
+  // Copied stacks (see the top of this file); all unused by page-stack Gs.
+  // Written by the M that holds the (single) P, on g0 or by the G itself
+  // (stage: by partners too, under the channel's lock, while it waits).
+  bool copystack = false;          // runs on sched.shared (immutable while alive)
+  bool saved = false;              // its frames are in save_buf, not on the stack
+  char* save_buf = nullptr;        // [ctx.sp, shared.hi) while saved
+  size_t save_size = 0;            // bytes in save_buf
+  size_t save_cap = 0;             // bytes allocated
+  size_t save_max = 0;             // the largest image saved (MNP_DEBUG=stacks)
+  detail::Sudog sudog;             // chan send/receive's sudog, off the stack
+  unsigned char* stage = nullptr;  // chan values of a parked hand-off, off the stack
+  size_t stage_cap = 0;
+  detail::Sudog* selsudogs = nullptr;  // select's sudogs, one per case
+  int nselsudogs = 0;
+  std::atomic<uint32_t> select_done{0};  // select's decision word, off the stack
 };
 
 // A P's local run queue: Go's lock-free ring. The owner puts at the tail and
@@ -143,8 +205,8 @@ struct M {
   uint64_t rand = 0;   // fastrand state: steal order
   std::thread thread;  // not for M0 (the thread that called run)
   // The OS thread, for sysmon's hog check (written once at the M's start).
-  int os_tid = 0;
-  clockid_t cpu_clock{};  // its CPU-time clock (Linux); 0 if unknown
+  std::atomic<int> os_tid{0};  // stored (release) after cpu_clock, by the M itself
+  clockid_t cpu_clock{};       // its CPU-time clock (Linux); 0 if unknown
   // What the G that just switched to g0 asked for (set by the G, done by g0).
   enum class Action : uint8_t { none, park, yield, exit, exitsyscall } action = Action::none;
   bool (*unlockf)(G*, void*) = nullptr;
@@ -184,9 +246,33 @@ struct Sched {
   // from per-M generators seeded from it; with MNP_PROCS=1 a run replays.
   uint64_t seed = 0;
   std::atomic<int32_t> nsyscall{0};  // Ms inside mnp::blocking (sysmon ticks faster)
+  // Copied stacks (MNP_STACK=copy): set by run() before any G, then read-only.
+  bool copystack = false;
+  Stack shared;  // the one stack every copy-mode G runs on
+  // The copy-mode G whose frames are on the shared stack now (a G that
+  // yielded, or the running one); nullptr when none is. Written only by the
+  // M holding the single P, on g0.
+  G* shared_owner = nullptr;
 };
 
 extern Sched sched;
+
+// Copied stacks: is p inside the shared stack?
+inline bool on_shared_stack(const void* p) {
+  auto a = reinterpret_cast<uintptr_t>(p);
+  auto lo = reinterpret_cast<uintptr_t>(sched.shared.lo);
+  return a - lo < sched.shared.size();
+}
+// A sync object (what: "Mutex", "WaitGroup", "Sema") used from a copy-mode
+// G's stack: a fatal error naming it (see the top of this file).
+[[noreturn]] void refuse_stack_object(const void* obj, const char* what);
+inline void check_not_on_shared_stack(const void* obj, const char* what) {
+  if (__builtin_expect(sched.copystack, false) && on_shared_stack(obj))
+    refuse_stack_object(obj, what);
+}
+// The bytes a G's stack holds for the reports: the high-water mark of a
+// page stack (MNP_DEBUG=stacks), the largest saved image of a copied one.
+size_t g_stack_used(const G* gp);
 
 // The running M. Not inline, and never cached across a switch: the G that
 // calls it may resume on another thread.

@@ -12,6 +12,10 @@
 // release() does all its work under lock_ and drops it last (the Gs are
 // readied after), and an acquire that took a ticket without the lock waits
 // until no release holds it (settle).
+//
+// Copied stacks (MNP_STACK=copy, sched.h): a Sema on a copy-mode G's stack
+// is refused at every entry point (check_not_on_shared_stack): while its G
+// is parked, the address belongs to whichever G runs on the shared stack.
 #include "mnp/sync.h"
 
 #include "sched/sched.h"
@@ -46,6 +50,7 @@ struct SemaAccess {
 };
 
 bool Sema::try_acquire() {
+  check_not_on_shared_stack(this, "Sema");
   if (!SemaAccess::can_acquire(this)) return false;
   SemaAccess::settle(this);
   return true;
@@ -60,6 +65,7 @@ void rt::sema_acquire(Sema* s, WaitReason reason) {
 }
 
 void SemaAccess::acquire(Sema* self, WaitReason reason) {
+  check_not_on_shared_stack(self, reason == WaitReason::sema ? "Sema" : wait_reason_text(reason));
   if (can_acquire(self)) {
     settle(self);
     return;
@@ -94,6 +100,7 @@ void SemaAccess::acquire(Sema* self, WaitReason reason) {
 }
 
 void Sema::release(uint32_t n) {
+  check_not_on_shared_stack(this, "Sema");
   SemaAccess::lock(this);
   // Release order: an acquire that takes this ticket lock-free then sees
   // lock_ held (settle) until the unlock below.

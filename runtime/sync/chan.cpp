@@ -40,10 +40,29 @@
 //           their queues. A partner that finds a sudog whose select_done was
 //           already taken skips it (the select was decided elsewhere).
 //
-// Stacks: sudogs and elem pointers point into parked Gs' frames. That is
-// safe because a stack never moves here. If stacks become copyable (issue
-// 10), the copier must treat them as Go's adjustsudogs does: lock the
-// channels of a G's queued sudogs and fix up their pointers.
+// Stacks: with page stacks (the default), sudogs and elem pointers point into
+// parked Gs' frames, which never move. With copied stacks (MNP_STACK=copy,
+// sched.h) a parked G's frames may be in a heap buffer while the shared stack
+// serves another G, so a copy-mode G keeps everything a partner touches off
+// its stack:
+//   - its sudogs: chan send/receive use the one in the G record (G::sudog),
+//     select a per-G array (G::selsudogs) and the decision word
+//     G::select_done. The queues link only off-stack nodes, which a partner
+//     may walk and unlink at any time;
+//   - its value: elem points at a staging slot in the G record's heap area
+//     (G::stage), not into the frame. A sender moves its value there before
+//     it parks (and back if the channel closes); a receiver finds the value
+//     there when it wakes and moves it into its frame itself, on its own
+//     stack. Two extra moves per parked hand-off, in copy mode only.
+// Why not translate frame addresses to the saved copy instead (write into
+// save_buf at the offset the frame will have)? Because a move constructor
+// may store the address of the object itself: a short std::string built in
+// save_buf would point into save_buf, and once the frame is copied back to
+// the stack it would point at a stale heap buffer (free(): invalid pointer;
+// CopyStack.ReceiverTakesParkedSendersValue found it). With staging, every
+// object is built at the address it lives at. Go moves stacks too and fixes
+// pointers up afterwards (adjustsudogs); it can, because its compiler knows
+// where the pointers are.
 #include "mnp/chan.h"
 
 #include <algorithm>
@@ -146,6 +165,71 @@ size_t round_up(size_t n, size_t a) {
 
 size_t core_align(const ElemOps* ops) {
   return std::max(alignof(ChanCore), ops->align);
+}
+
+// ---- Copied stacks: what a copy-mode G parks with (see "Stacks" above) ----
+
+// The alignment of every staging area; a T that wants more is refused.
+constexpr size_t kStageAlign = 64;
+
+// gp's staging area, at least `size` bytes (owned by gp; freed at teardown).
+unsigned char* stage_area(G* gp, size_t size) {
+  if (gp->stage_cap < size) {
+    ::operator delete(gp->stage, std::align_val_t(kStageAlign));
+    gp->stage_cap = size < 64 ? 64 : size;
+    gp->stage =
+        static_cast<unsigned char*>(::operator new(gp->stage_cap, std::align_val_t(kStageAlign)));
+  }
+  return gp->stage;
+}
+
+void check_stage_align(const ElemOps* ops) {
+  if (ops->align > kStageAlign)
+    chan_fatal("MNP_STACK=copy: a channel element type aligned to more than 64 bytes");
+}
+
+// A copy-mode sender about to park: its value goes to the staging slot, so
+// that a receiver never reaches into the frame. src stays a moved-from T.
+void* stage_send(G* gp, const ElemOps* ops, void* src) {
+  check_stage_align(ops);
+  void* st = stage_area(gp, ops->size);
+  ops->move_to(st, src);
+  return st;
+}
+
+// The sender woke: sent (the staged, moved-from T just goes), or not (the
+// channel closed: the value goes back to src, which callers see unmoved).
+void unstage_send(const ElemOps* ops, void* src, void* st, bool sent) {
+  if (!sent) {
+    ops->destroy(src);
+    ops->move_to(src, st);
+  }
+  ops->destroy(st);
+}
+
+// The receiver woke with a value in the staging slot: move it to dst.
+void unstage_recv(const ElemOps* ops, void* dst, void* st) {
+  ops->move_to(dst, st);
+  ops->destroy(st);
+}
+
+// The sudog of a blocking send or receive: in the frame, or in the G record
+// for a copy-mode G.
+inline Sudog* chan_sudog(G* gp, Sudog* local) {
+  if (__builtin_expect(!gp->copystack, true)) return local;
+  gp->sudog = Sudog{};
+  return &gp->sudog;
+}
+
+// A copy-mode select's n sudogs (indexed by case), from the G's array.
+Sudog* select_sudogs(G* gp, int n) {
+  if (gp->nselsudogs < n) {
+    delete[] gp->selsudogs;
+    gp->nselsudogs = n < 8 ? 8 : n;
+    gp->selsudogs = new Sudog[static_cast<size_t>(gp->nselsudogs)];
+  }
+  for (int i = 0; i < n; i++) gp->selsudogs[i] = Sudog{};
+  return gp->selsudogs;
 }
 
 // A sender found a waiting receiver sg: move the value into its frame and
@@ -274,18 +358,20 @@ ChanStatus chan_send(ChanCore* c, void* src, bool block) {
   // Wait for a receiver (or close). A receiver moves the value out of src,
   // which stays in this frame while we are parked.
   G* gp = getg();
-  Sudog sg;
-  sg.g = gp;
-  sg.c = c;
-  sg.elem = src;
+  Sudog local;
+  Sudog* sg = chan_sudog(gp, &local);
+  sg->g = gp;
+  sg->c = c;
+  sg->elem = gp->copystack ? stage_send(gp, c->ops, src) : src;
   gp->param = 0;
-  gp->elem = src;
-  c->sendq.enqueue(&sg);
+  gp->elem = sg->elem;
+  c->sendq.enqueue(sg);
   stat_add(Stat::parks_chan);
   gopark(park_commit_unlock, &c->lock, WaitReason::chan_send, -1, c);
   gp->elem = nullptr;
   gp->param = 0;
-  return sg.success ? ChanStatus::ok : ChanStatus::closed;
+  if (gp->copystack) unstage_send(c->ops, src, sg->elem, sg->success);
+  return sg->success ? ChanStatus::ok : ChanStatus::closed;
 }
 
 // Go's chanrecv.
@@ -316,18 +402,21 @@ ChanStatus chan_recv(ChanCore* c, void* dst, bool block) {
   }
   // Wait for a sender (or close): it constructs the value in dst.
   G* gp = getg();
-  Sudog sg;
-  sg.g = gp;
-  sg.c = c;
-  sg.elem = dst;
+  Sudog local;
+  Sudog* sg = chan_sudog(gp, &local);
+  sg->g = gp;
+  sg->c = c;
+  if (gp->copystack) check_stage_align(c->ops);
+  sg->elem = gp->copystack ? stage_area(gp, c->ops->size) : dst;
   gp->param = 0;
-  gp->elem = dst;
-  c->recvq.enqueue(&sg);
+  gp->elem = sg->elem;
+  c->recvq.enqueue(sg);
   stat_add(Stat::parks_chan);
   gopark(park_commit_unlock, &c->lock, WaitReason::chan_recv, -1, c);
   gp->elem = nullptr;
   gp->param = 0;
-  return sg.success ? ChanStatus::ok : ChanStatus::closed;
+  if (gp->copystack && sg->success) unstage_recv(c->ops, dst, sg->elem);
+  return sg->success ? ChanStatus::ok : ChanStatus::closed;
 }
 
 // Go's closechan.
@@ -490,17 +579,43 @@ int selectgo(SelectCase* cases, uint16_t* order, int n, bool block, bool* ok) {
     return -1;
   }
 
-  // Pass 2: queue on every channel, park once.
+  // Pass 2: queue on every channel, park once. Copied stacks: the sudogs
+  // and the decision word off the stack (see "Stacks" above).
   G* gp = getg();
-  std::atomic<uint32_t> done{0};
+  std::atomic<uint32_t> local_done{0};
+  std::atomic<uint32_t>* done = &local_done;
+  Sudog* sgs = nullptr;  // copied stacks: sgs[i] is case i's sudog
+  unsigned char* stage = nullptr;
+  if (__builtin_expect(gp->copystack, false)) {
+    sgs = select_sudogs(gp, n);
+    gp->select_done.store(0, std::memory_order_relaxed);
+    done = &gp->select_done;
+    // One staging area, a slot per case (in lock order), laid out once.
+    size_t total = 0;
+    for (int k = 0; k < norder; k++) {
+      const ElemOps* ops = cases[lockorder[k]].c->ops;
+      check_stage_align(ops);
+      total = round_up(total, ops->align ? ops->align : 1) + ops->size;
+    }
+    stage = stage_area(gp, total);
+  }
+  auto sudog_of = [&](int i) -> Sudog& { return sgs ? sgs[i] : cases[i].sg; };
   gp->param = 0;
+  size_t stage_off = 0;
   for (int k = 0; k < norder; k++) {
     SelectCase& cs = cases[lockorder[k]];
-    Sudog& sg = cs.sg;
+    Sudog& sg = sudog_of(lockorder[k]);
     sg.g = gp;
     sg.c = cs.c;
     sg.elem = cs.elem;
-    sg.select_done = &done;
+    if (stage) {
+      const ElemOps* ops = cs.c->ops;
+      stage_off = round_up(stage_off, ops->align ? ops->align : 1);
+      sg.elem = stage + stage_off;
+      stage_off += ops->size;
+      if (cs.send) ops->move_to(sg.elem, cs.elem);
+    }
+    sg.select_done = done;
     sg.success = false;
     if (cs.send)
       cs.c->sendq.enqueue(&sg);
@@ -519,17 +634,32 @@ int selectgo(SelectCase* cases, uint16_t* order, int n, bool block, bool* ok) {
   for (int k = 0; k < norder; k++) {
     int i = lockorder[k];
     SelectCase& cs = cases[i];
-    if (&cs.sg == won) {
+    Sudog* sg = &sudog_of(i);
+    if (sg == won) {
       chosen = i;
       *ok = won->success;
     } else if (cs.send) {
-      cs.c->sendq.remove(&cs.sg);
+      cs.c->sendq.remove(sg);
     } else {
-      cs.c->recvq.remove(&cs.sg);
+      cs.c->recvq.remove(sg);
     }
   }
   selunlock(cases, lockorder, norder);
   if (chosen < 0) chan_fatal("selectgo: woken without a case");
+  if (stage) {
+    // Every sudog is off its queue: settle the staging slots. The chosen
+    // receive takes its value; every send gets its value back unless it is
+    // the chosen one and went through.
+    for (int k = 0; k < norder; k++) {
+      int i = lockorder[k];
+      SelectCase& cs = cases[i];
+      void* st = sudog_of(i).elem;
+      if (cs.send)
+        unstage_send(cs.c->ops, cs.elem, st, i == chosen && *ok);
+      else if (i == chosen && *ok)
+        unstage_recv(cs.c->ops, cs.elem, st);
+    }
+  }
   return chosen;
 }
 

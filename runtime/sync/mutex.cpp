@@ -1,4 +1,7 @@
 // runtime/sync — Mutex and WaitGroup on the runtime semaphore.
+//
+// Copied stacks (MNP_STACK=copy, sched.h): each entry point refuses an
+// object on a copy-mode G's stack, with a fatal error that names it.
 #include <cstdio>
 #include <cstdlib>
 
@@ -13,6 +16,7 @@ using namespace rt;
 // uncontended lock and unlock are one atomic each; a contended unlock
 // releases the semaphore once, and a woken G retries.
 void Mutex::lock() {
+  check_not_on_shared_stack(this, "Mutex");
   int32_t c = 0;
   if (!state_.compare_exchange_strong(c, 1, std::memory_order_acquire)) {
     while (state_.exchange(2, std::memory_order_acquire) != 0)
@@ -27,6 +31,7 @@ void Mutex::lock() {
 }
 
 bool Mutex::try_lock() {
+  check_not_on_shared_stack(this, "Mutex");
   int32_t c = 0;
   if (!state_.compare_exchange_strong(c, 1, std::memory_order_acquire)) return false;
   G* gp = getg();
@@ -39,6 +44,7 @@ bool Mutex::try_lock() {
 }
 
 void Mutex::unlock() {
+  check_not_on_shared_stack(this, "Mutex");
   G* gp = getg();
   if (gp && gp->held_mutexes > 0) gp->held_mutexes--;
   owner_.store(0, std::memory_order_relaxed);
@@ -51,6 +57,7 @@ void Mutex::unlock() {
 }
 
 void WaitGroup::add(int64_t delta) {
+  check_not_on_shared_stack(this, "WaitGroup");
   uint64_t s = state_.fetch_add(static_cast<uint64_t>(delta) << 32, std::memory_order_acq_rel) +
                (static_cast<uint64_t>(delta) << 32);
   auto v = static_cast<int32_t>(s >> 32);
@@ -70,6 +77,7 @@ void WaitGroup::add(int64_t delta) {
 }
 
 void WaitGroup::wait() {
+  check_not_on_shared_stack(this, "WaitGroup");
   uint64_t s = state_.load(std::memory_order_acquire);
   for (;;) {
     if (static_cast<int32_t>(s >> 32) == 0) return;

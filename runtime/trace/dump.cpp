@@ -90,18 +90,41 @@ std::string symbol(uintptr_t pc) {
 // runtime is built with -fno-omit-frame-pointer; frames of code built
 // without it end the walk early. Every load is checked against the G's
 // stack bounds, so a torn read cannot fault.
+//
+// Copied stacks (MNP_STACK=copy): a saved G's frames are in its save_buf,
+// at the offsets they will have on the shared stack again; the walk reads
+// the copy through the same address arithmetic (load below). The G whose
+// frames are still on the shared stack (saving is lazy) is walked there,
+// like a page stack. Any other copy-mode G (one that is just being switched)
+// gets no backtrace.
 MNP_NO_SANITIZE void backtrace_g(const G* gp, std::string& out) {
   auto lo = reinterpret_cast<uintptr_t>(gp->stack.lo);
   auto hi = reinterpret_cast<uintptr_t>(gp->stack.hi);
   auto sp = reinterpret_cast<uintptr_t>(gp->ctx.sp);
+  const char* copy = nullptr;  // the saved image, or nullptr: read the stack itself
+  if (gp->copystack && !(gp->saved && gp->save_buf) && sched.shared_owner == gp) {
+    // On the shared stack: read it in place.
+  } else if (gp->copystack) {
+    if (!gp->saved || !gp->save_buf || gp->save_size == 0) {
+      out += "    (copied stack, not saved now: no backtrace)\n";
+      return;
+    }
+    copy = gp->save_buf;
+    lo = sp;
+    hi = sp + gp->save_size;
+  }
   auto in = [&](uintptr_t a) { return a >= lo && a + 16 <= hi && (a & 7) == 0; };
+  auto load = [&](uintptr_t a) {
+    return copy ? *reinterpret_cast<const uintptr_t*>(copy + (a - sp))
+                : *reinterpret_cast<const uintptr_t*>(a);
+  };
   if (!in(sp)) return;
 #if defined(__x86_64__)
-  uintptr_t fp = *reinterpret_cast<const uintptr_t*>(sp + MNP_X64_OFF_RBP);
-  uintptr_t pc = *reinterpret_cast<const uintptr_t*>(sp + MNP_X64_OFF_RIP);
+  uintptr_t fp = load(sp + MNP_X64_OFF_RBP);
+  uintptr_t pc = load(sp + MNP_X64_OFF_RIP);
 #elif defined(__aarch64__)
-  uintptr_t fp = *reinterpret_cast<const uintptr_t*>(sp + MNP_A64_OFF_X29);
-  uintptr_t pc = *reinterpret_cast<const uintptr_t*>(sp + MNP_A64_OFF_X30);
+  uintptr_t fp = load(sp + MNP_A64_OFF_X29);
+  uintptr_t pc = load(sp + MNP_A64_OFF_X30);
 #else
   return;
 #endif
@@ -110,8 +133,8 @@ MNP_NO_SANITIZE void backtrace_g(const G* gp, std::string& out) {
     appendf(out, "    #%-2d 0x%012" PRIxPTR " %s\n", depth, pc,
             symbol(depth ? pc - 1 : pc).c_str());
     if (!in(fp)) break;
-    uintptr_t next = reinterpret_cast<const uintptr_t*>(fp)[0];
-    pc = reinterpret_cast<const uintptr_t*>(fp)[1];
+    uintptr_t next = load(fp);
+    pc = load(fp + 8);
     if (next <= fp) break;
     fp = next;
   }
@@ -172,9 +195,17 @@ MNP_NO_SANITIZE std::string dump_goroutines() {
     out += ":\n";
     if (gp->held_mutexes)
       appendf(out, "    holds %" PRIu64 " mutex(es), last %p\n", gp->held_mutexes, gp->held_mutex);
-    size_t hw = stack_high_water(gp->stack);
-    if (hw)
+    if (gp->copystack) {
+      // Copied stack: what its parked frames cost (no fill pattern needed).
+      if (gp->saved)
+        appendf(out, "    stack: %zu bytes saved (copied stack; largest %zu)\n", gp->save_size,
+                gp->save_max);
+      else if (sched.shared_owner == gp)
+        appendf(out, "    stack: %zu bytes on the shared stack (copied stack, not saved yet)\n",
+                static_cast<size_t>(gp->stack.hi - static_cast<char*>(gp->ctx.sp)));
+    } else if (size_t hw = stack_high_water(gp->stack)) {
       appendf(out, "    stack: %zu of %zu bytes used (high-water mark)\n", hw, gp->stack.size());
+    }
     if (st == GStatus::waiting || st == GStatus::runnable) backtrace_g(gp, out);
     out += "\n";
   }

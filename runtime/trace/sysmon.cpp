@@ -88,7 +88,8 @@ struct PWatch {
 };
 
 int64_t thread_cpu_ns(const M* mp) {
-  if (!mp || !mp->os_tid) return -1;  // os_tid is set with cpu_clock (Linux only)
+  // os_tid is stored after cpu_clock (Linux only), by the M's own thread.
+  if (!mp || !mp->os_tid.load(std::memory_order_acquire)) return -1;
   struct timespec ts;
   if (clock_gettime(mp->cpu_clock, &ts) != 0) return -1;
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
@@ -97,9 +98,10 @@ int64_t thread_cpu_ns(const M* mp) {
 // The OS state of an M's thread ('R' running or runnable, 'S' asleep, ...),
 // from /proc/self/task/TID/stat; 0 if unknown.
 char thread_state(const M* mp) {
-  if (!mp->os_tid) return 0;
+  int tid = mp->os_tid.load(std::memory_order_acquire);
+  if (!tid) return 0;
   char path[64], buf[256];
-  std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", mp->os_tid);
+  std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
   FILE* f = std::fopen(path, "r");
   if (!f) return 0;
   size_t n = std::fread(buf, 1, sizeof buf - 1, f);
@@ -284,7 +286,7 @@ MNP_NO_SANITIZE void print_stack_report() {
   size_t max = 0, n = 0;
   uint64_t max_g = 0;
   for (G* gp : sched.allgs) {
-    size_t hw = stack_high_water(gp->stack);
+    size_t hw = g_stack_used(gp);  // copied stacks: the largest saved image
     if (hw == 0) continue;
     n++;
     if (hw > max) {
