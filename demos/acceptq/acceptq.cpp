@@ -35,6 +35,7 @@
 #include <string_view>
 #include <vector>
 
+#include "args.h"
 #include "mnp/net.h"
 #include "mnp/runtime.h"
 #include "mnp/sync.h"
@@ -190,25 +191,11 @@ int run(const Flags& f) {
 
 int main(int argc, char** argv) {
   Flags f;
-  for (int i = 1; i < argc; i++) {
-    std::string_view a = argv[i];
-    const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
-    if (a == "--backlog" && v) {
-      f.backlog = std::atoi(v);
-    } else if (a == "--clients" && v) {
-      f.clients = std::atoi(v);
-    } else if (a == "--pause" && v) {
-      f.pause = std::atof(v);
-    } else {
-      std::fprintf(stderr, "usage: acceptq [--backlog N] [--clients N] [--pause SEC]\n");
-      return 2;
-    }
-    i++;
-  }
-  if (f.backlog < 1 || f.clients < 1 || f.clients > 1000 || f.pause < 0 || f.pause > 30) {
-    std::fprintf(stderr, "acceptq: backlog >= 1, clients 1..1000, pause 0..30 s\n");
-    return 2;
-  }
+  demo::Args args("acceptq", "[--backlog N] [--clients N] [--pause SEC]");
+  args.num("--backlog", &f.backlog, 1, 65535)
+      .num("--clients", &f.clients, 1, 1000)
+      .num("--pause", &f.pause, 0.0, 30.0);
+  if (!args.parse(argc, argv)) return 2;
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   int status = 0;
   int rc = mnp::run([&] { status = run(f); });

@@ -32,6 +32,7 @@
 #include <string_view>
 #include <vector>
 
+#include "args.h"
 #include "mnp/net.h"
 #include "mnp/runtime.h"
 #include "mnp/sync.h"
@@ -236,23 +237,9 @@ int run(const Flags& f) {
 
 int main(int argc, char** argv) {
   Flags f;
-  for (int i = 1; i < argc; i++) {
-    std::string_view a = argv[i];
-    const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
-    if (a == "--seconds" && v) {
-      f.seconds = std::atof(v);
-    } else if (a == "--rate-kib" && v) {
-      f.rate_kib = std::atof(v);
-    } else {
-      std::fprintf(stderr, "usage: backpressure [--seconds SEC] [--rate-kib KIB_PER_SEC]\n");
-      return 2;
-    }
-    i++;
-  }
-  if (f.seconds <= 0 || f.seconds > 60 || f.rate_kib <= 0) {
-    std::fprintf(stderr, "backpressure: seconds 0..60, rate > 0\n");
-    return 2;
-  }
+  demo::Args args("backpressure", "[--seconds SEC] [--rate-kib KIB_PER_SEC]");
+  args.num("--seconds", &f.seconds, 0.0, 60.0, true).num("--rate-kib", &f.rate_kib, 0.0, 1e7, true);
+  if (!args.parse(argc, argv)) return 2;
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   int status = 0;
   int rc = mnp::run([&] { status = run(f); });

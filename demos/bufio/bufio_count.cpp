@@ -24,6 +24,7 @@
 #include <string>
 #include <string_view>
 
+#include "args.h"
 #include "mnp/bufio.h"
 #include "mnp/net.h"
 #include "mnp/runtime.h"
@@ -139,25 +140,10 @@ void measure(const char* what, mnp::net::Listener& ln, const Flags& f,
 
 int main(int argc, char** argv) {
   Flags f;
-  for (int i = 1; i < argc; i++) {
-    std::string_view a = argv[i];
-    const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
-    if (a == "--lines" && v) {
-      f.lines = std::atoi(v);
-    } else if (a == "--mode" && v) {
-      f.mode = v;
-    } else {
-      std::fprintf(stderr, "usage: bufio-count [--lines N] [--mode both|bytes|bufio]\n");
-      return 2;
-    }
-    i++;
-  }
-  // All lines must fit in the socket buffers before the reader starts.
-  if (f.lines < 1 || f.lines > 4000 ||
-      (f.mode != "both" && f.mode != "bytes" && f.mode != "bufio")) {
-    std::fprintf(stderr, "bufio-count: --lines 1..4000, --mode both|bytes|bufio\n");
-    return 2;
-  }
+  // --lines: all of them must fit in the socket buffers before the reader starts.
+  demo::Args args("bufio-count", "[--lines N] [--mode both|bytes|bufio]");
+  args.num("--lines", &f.lines, 1, 4000).choice("--mode", &f.mode, {"both", "bytes", "bufio"});
+  if (!args.parse(argc, argv)) return 2;
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   return mnp::run([&] {
     auto [ln, err] = mnp::net::listen("tcp", "127.0.0.1:0");

@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 
+#include "args.h"
 #include "mnp/net.h"
 #include "mnp/runtime.h"
 #include "sockstate_g.h"
@@ -63,28 +64,13 @@ Ends observe(uint16_t my_port, uint16_t server_port) {
 
 int main(int argc, char** argv) {
   Flags f;
-  for (int i = 1; i < argc; i++) {
-    std::string_view a = argv[i];
-    const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
-    if (a == "--addr" && v) {
-      f.addr = v;
-    } else if (a == "--id" && v) {
-      f.id = v;
-    } else if (a == "--duration" && v) {
-      f.duration = std::atof(v);
-    } else if (a == "--rcvbuf" && v) {
-      f.rcvbuf = std::atoi(v);
-    } else {
-      std::fprintf(stderr,
-                   "usage: vote-attacker [--addr HOST:PORT] [--id NAME] [--duration SEC]\n");
-      return 2;
-    }
-    i++;
-  }
-  if (f.duration <= 0 || f.duration > 600) {
-    std::fprintf(stderr, "vote-attacker: duration 0..600 s\n");
-    return 2;
-  }
+  demo::Args args("vote-attacker",
+                  "[--addr HOST:PORT] [--id NAME] [--duration SEC] [--rcvbuf BYTES]");
+  args.str("--addr", &f.addr)
+      .str("--id", &f.id)
+      .num("--duration", &f.duration, 0.0, 600.0, true)
+      .num("--rcvbuf", &f.rcvbuf, 0, 1 << 26);
+  if (!args.parse(argc, argv)) return 2;
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   return mnp::run([&] {
     auto [conn, err] = mnp::net::dial_timeout("tcp", f.addr, 3s);

@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 
+#include "args.h"
 #include "mnp/bufio.h"
 #include "mnp/net.h"
 #include "mnp/runtime.h"
@@ -117,29 +118,13 @@ void voter(const Flags& f, int id, mnp::WaitGroup& wg) {
 
 int main(int argc, char** argv) {
   Flags f;
-  for (int i = 1; i < argc; i++) {
-    std::string_view a = argv[i];
-    const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
-    if (a == "--addr" && v) {
-      f.addr = v;
-    } else if (a == "--voters" && v) {
-      f.voters = std::atoi(v);
-    } else if (a == "--rate" && v) {
-      f.rate = std::atof(v);
-    } else if (a == "--duration" && v) {
-      f.duration = std::atof(v);
-    } else {
-      std::fprintf(stderr,
-                   "usage: vote-load [--addr HOST:PORT] [--voters N] [--rate VOTES_PER_SEC] "
-                   "[--duration SEC]\n");
-      return 2;
-    }
-    i++;
-  }
-  if (f.voters < 1 || f.voters > 1000 || f.rate <= 0 || f.duration <= 0 || f.duration > 600) {
-    std::fprintf(stderr, "vote-load: voters 1..1000, rate > 0, duration 0..600 s\n");
-    return 2;
-  }
+  demo::Args args("vote-load",
+                  "[--addr HOST:PORT] [--voters N] [--rate VOTES_PER_SEC] [--duration SEC]");
+  args.str("--addr", &f.addr)
+      .num("--voters", &f.voters, 1, 1000)
+      .num("--rate", &f.rate, 0.0, 1e7, true)
+      .num("--duration", &f.duration, 0.0, 600.0, true);
+  if (!args.parse(argc, argv)) return 2;
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   int rc = mnp::run([&] {
     std::printf("vote-load: %d voters, %.0f votes/s together, for %.1f s, to %s\n", f.voters,

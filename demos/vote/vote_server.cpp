@@ -51,6 +51,7 @@
 #include <string_view>
 #include <vector>
 
+#include "args.h"
 #include "mnp/bufio.h"
 #include "mnp/chan.h"
 #include "mnp/net.h"
@@ -391,36 +392,18 @@ int run() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  for (int i = 1; i < argc; i++) {
-    std::string_view a = argv[i];
-    const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
-    if (a.starts_with("--mode=")) {
-      g_flags.mode = std::string(a.substr(7));
-      continue;
-    }
-    if (a == "--mode" && v) {
-      g_flags.mode = v;
-    } else if (a == "--addr" && v) {
-      g_flags.addr = v;
-    } else if (a == "--sndbuf" && v) {
-      g_flags.sndbuf = std::atoi(v);
-    } else if (a == "--outbox" && v) {
-      g_flags.outbox = static_cast<size_t>(std::atol(v));
-    } else {
-      g_flags.mode = "?";
-      break;
-    }
-    i++;
-  }
-  if ((g_flags.mode != "naive" && g_flags.mode != "fixed") || g_flags.outbox < 1) {
-    std::fprintf(stderr,
-                 "usage: vote-server --mode naive|fixed [--addr HOST:PORT] [--sndbuf BYTES]\n"
-                 "                   [--outbox TALLIES]\n"
-                 "  --addr    default 127.0.0.1:9100 (port 0: any free port)\n"
-                 "  --sndbuf  SO_SNDBUF of each connection, 0 for Linux's autotuning (default "
-                 "4096)\n"
-                 "  --outbox  fixed: tallies a voter may fall behind before it is dropped "
-                 "(default 1024)\n");
+  // --addr    default 127.0.0.1:9100 (port 0: any free port)
+  // --sndbuf  SO_SNDBUF of each connection, 0 for Linux's autotuning (default 4096)
+  // --outbox  fixed: tallies a voter may fall behind before it is dropped (default 1024)
+  demo::Args args("vote-server",
+                  "--mode naive|fixed [--addr HOST:PORT] [--sndbuf BYTES] [--outbox TALLIES]");
+  args.choice("--mode", &g_flags.mode, {"naive", "fixed"})
+      .str("--addr", &g_flags.addr)
+      .num("--sndbuf", &g_flags.sndbuf, 0, 1 << 26)
+      .num("--outbox", &g_flags.outbox, 1, 1 << 20);
+  if (!args.parse(argc, argv)) return 2;
+  if (g_flags.mode.empty()) {
+    std::fprintf(stderr, "vote-server: --mode naive|fixed is required\n");
     return 2;
   }
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
