@@ -336,15 +336,16 @@ def strace_measure(paths, spec: ServerSpec, wl: Workload) -> dict:
         ready = threading.Event()
         lines_into(lg.stderr, lg_err, ready, "loadgen: ready")
         if ready.wait(60):
-            tracer = subprocess.Popen(["strace", "-f", "-qq", "-s", "0", "-e", "signal=none", "-o",
-                                       out, "-p", str(server.pid)],
+            # -ttt: each call's start time, so that only the calls inside the
+            # load generator's window are counted (the trace also spans the
+            # attach and the end of the run; see parse_strace).
+            tracer = subprocess.Popen(["strace", "-f", "-qq", "-ttt", "-s", "0", "-e",
+                                       "signal=none", "-o", out, "-p", str(server.pid)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                       text=True, start_new_session=True)
             STARTED.append(tracer)
-            attached = threading.Event()
-            lines_into(tracer.stderr, [], attached, "attached")
-            attached.wait(5)
-            time.sleep(0.05)  # "attached" is printed as the last thread is seized
+            # -qq prints no "attached" line: watch every thread's TracerPid.
+            wait_traced(server.pid, tracer.pid, 5)
             os.kill(lg.pid, signal.SIGUSR1)
         try:
             stdout, _ = lg.communicate(timeout=130)
@@ -360,7 +361,13 @@ def strace_measure(paths, spec: ServerSpec, wl: Workload) -> dict:
                 tracer.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 end_process(tracer)
-            calls = parse_strace(out)
+            # The window's edges are CLOCK_MONOTONIC; strace -ttt prints the
+            # wall clock: the offset between the two, read now.
+            off = time.time() - time.monotonic()
+            win = None
+            if res and "window_start_ns" in res:
+                win = (res["window_start_ns"] / 1e9 + off, res["window_end_ns"] / 1e9 + off)
+            calls = parse_strace(out, win)
         if lg.returncode != 0:
             row["error"] = f"loadgen exit {lg.returncode}: {' '.join(lg_err[-3:])[-400:]}"
     finally:
@@ -368,19 +375,20 @@ def strace_measure(paths, spec: ServerSpec, wl: Workload) -> dict:
             end_process(tracer)
         server.stop()
         os.unlink(out)
-    written = calls.pop("", 0)  # bytes the server wrote with write/send* in the trace
+    written = calls.pop("", 0)  # bytes the server wrote with write/send* in the window
     if not res or not calls:
         row.setdefault("error", "no strace output")
         return row
-    # Messages: what the server wrote back during the trace, over the message size
-    # (the trace and this count cover exactly the same span); for a completion
-    # backend, whose writes are not syscalls, the load generator's window count.
-    msgs = written / wl.size
-    if msgs < 0.5 * res["msgs"]:
-        written, msgs = 0, res["msgs"]
+    # Messages: the load generator's count for its window, the same span as
+    # the calls counted (a completion backend's writes are not syscalls, so
+    # the bytes the server wrote cannot serve; until this used the trace's
+    # whole span over the window's messages, and -qq had hidden the
+    # "attached" line it waited 5 s for: mnp-uring showed 21.9 syscalls per
+    # message for 3).
+    msgs = res["msgs"]
     io = {k: v for k, v in calls.items() if k not in SETUP_SYSCALLS}
     row.update({
-        "msgs": round(msgs), "msgs_from": "bytes written" if written else "loadgen window",
+        "msgs": round(msgs), "msgs_from": "loadgen window", "bytes_written": written,
         "syscalls_per_msg": round(sum(io.values()) / msgs, 3) if msgs else None,
         "per_msg": {k: round(v / msgs, 3) for k, v in sorted(io.items(), key=lambda kv: -kv[1])
                     if v / max(msgs, 1) >= 0.001},
@@ -389,16 +397,39 @@ def strace_measure(paths, spec: ServerSpec, wl: Workload) -> dict:
     return row
 
 
-STRACE_CALL = re.compile(r"^(?:\d+\s+)?(\w+)\(")
-STRACE_RESUMED = re.compile(r"^(?:\d+\s+)?<\.\.\. (\w+) resumed>")
+STRACE_CALL = re.compile(r"^(?:\d+\s+)?(?:(\d+\.\d+)\s+)?(\w+)\(")
+STRACE_RESUMED = re.compile(r"^(?:\d+\s+)?(?:(\d+\.\d+)\s+)?<\.\.\. (\w+) resumed>")
 STRACE_RESULT = re.compile(r"\)\s+=\s+(-?\d+)")
 WRITE_CALLS = {"write", "writev", "sendto", "sendmsg", "pwrite64"}
 STDIO_ARG = re.compile(r"\w\((?:1|2),")
 
 
-def parse_strace(path: str) -> dict[str, int]:
+def wait_traced(pid: int, tracer: int, limit: float) -> bool:
+    """Waits until every thread of pid is traced by tracer (TracerPid in
+    /proc/PID/task/*/status), at most `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+            ok = bool(tids)
+            for t in tids:
+                with open(f"/proc/{pid}/task/{t}/status") as f:
+                    m = re.search(r"^TracerPid:\s+(\d+)", f.read(), re.M)
+                if not m or int(m.group(1)) != tracer:
+                    ok = False
+                    break
+            if ok:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.01)
+    return False
+
+
+def parse_strace(path: str, window: tuple[float, float] | None = None) -> dict[str, int]:
     """Counts the calls in a full strace log, by name; under the key "" the bytes
-    returned by write-like calls (the server's echoed bytes)."""
+    returned by write-like calls (the server's echoed bytes). With `window` (wall
+    clock seconds, strace -ttt), only the calls that started inside it."""
     calls: dict[str, int] = {}
     written = 0
     try:
@@ -410,7 +441,9 @@ def parse_strace(path: str) -> dict[str, int]:
             m = STRACE_CALL.match(line)
             name = None
             if m:
-                name = m.group(1)
+                if window and m.group(1) and not window[0] <= float(m.group(1)) <= window[1]:
+                    continue
+                name = m.group(2)
                 if name in WRITE_CALLS and STDIO_ARG.search(line):
                     continue  # the server's own log lines (mnp's MNP_STATS), not echo
                 calls[name] = calls.get(name, 0) + 1
@@ -420,7 +453,9 @@ def parse_strace(path: str) -> dict[str, int]:
                 m = STRACE_RESUMED.match(line)
                 if not m:
                     continue
-                name = m.group(1)
+                if window and m.group(1) and not window[0] <= float(m.group(1)) <= window[1]:
+                    continue
+                name = m.group(2)
             if name in WRITE_CALLS:
                 r = STRACE_RESULT.search(line)
                 if r and int(r.group(1)) > 0:
@@ -479,6 +514,13 @@ def server_specs(paths, wanted: list[str] | None, skipped: dict[str, str]) -> li
         specs.append(ServerSpec(
             f"mnp-{b}", "mnp", [paths["echo-server"], "--addr", "127.0.0.1:0", "--quiet"],
             {"MNP_BACKEND": b, "MNP_PROCS": "1", "MNP_STATS": "1"}))
+    # Opt-in (named in --servers only): the uring backend with multishot recv
+    # into a provided buffer ring, off by default in the runtime.
+    if wanted and "mnp-uring-msrecv" in wanted:
+        specs.append(ServerSpec(
+            "mnp-uring-msrecv", "mnp", [paths["echo-server"], "--addr", "127.0.0.1:0", "--quiet"],
+            {"MNP_BACKEND": "uring", "MNP_URING_RECV": "multishot", "MNP_PROCS": "1",
+             "MNP_STATS": "1"}))
     specs.append(ServerSpec("go", "go", [paths["goecho"], "-addr", "127.0.0.1:0"]))
     specs.append(ServerSpec("c-epoll", "c", [paths["epoll-echo"], "--addr", "127.0.0.1:0"]))
     out = []
@@ -708,7 +750,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, help="measured seconds per run (default 1.2; quick 0.4)")
     ap.add_argument("--warmup", type=float, help="seconds of load before measuring (default 0.2)")
     ap.add_argument("--servers", help="comma-separated subset: mnp-epoll,mnp-uring-poll,mnp-uring,"
-                    "go,c-epoll")
+                    "go,c-epoll; also mnp-uring-msrecv (opt-in: uring with multishot recv)")
     ap.add_argument("--workloads", help="comma-separated keys, e.g. pingpong-64-1000,stream-16384-8")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build-bench"),
                     help="meson build dir (default build-bench/, set up as release if missing)")

@@ -4,9 +4,10 @@
 // epoll set: each fd gets one multishot IORING_OP_POLL_ADD (5.13) at open,
 // for POLLIN | POLLOUT | POLLRDHUP, and every CQE it posts is readiness fed
 // to netpollready. G-side nothing changes: FD tries the syscall, parks on
-// EAGAIN, retries (fd.cpp). What changes is the cost of the poller's side:
-// registering and deregistering are SQEs batched with the round's other
-// SQEs (no epoll_ctl each), and the wait is an io_uring_enter.
+// EAGAIN, retries (fd.cpp). What changes is the poller's side: registering
+// is an SQE batched with the round's others (no epoll_ctl each), the wait
+// is an io_uring_enter, and deregistering is submitted at once and waited
+// for (see close below).
 //
 // One registration, its CQEs:
 //
@@ -36,6 +37,8 @@
 #include <poll.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "netpoll/netpoll.h"
@@ -67,7 +70,7 @@ class UringPollPoller final : public uring::UringBase {
   // Called where the FD's last reference drops (always on a G), right
   // before close(2).
   void close(int, PollDesc* pd) override {
-    uring::Ring& r = ring_at(uring::fd_state(pd)->poll_ring);
+    uring::Ring& r = ring_at(poll_ring_of(pd));
     remove(r, pd->index, pd->fdseq.load(std::memory_order_acquire));
     submit_now(r);
     // The poll holds a reference to the file until its last CQE, and that
@@ -86,6 +89,14 @@ class UringPollPoller final : public uring::UringBase {
   }
 
  protected:
+  // The ring of pd's poll, written under pd->lock by open() on whichever M
+  // ran it; read under it too (the SQE's trip through the kernel orders the
+  // two, but not in a way ThreadSanitizer, or the C++ model, can see).
+  static uint16_t poll_ring_of(PollDesc* pd) {
+    LockGuard<SpinLock> l(pd->lock);
+    return uring::fd_state(pd)->poll_ring;
+  }
+
   void complete(const io_uring_cqe& cqe, G** list) override {
     const Kind kind = uring::tag_kind(cqe.user_data);
     if (kind != Kind::poll && kind != Kind::remove) return;
@@ -96,7 +107,7 @@ class UringPollPoller final : public uring::UringBase {
       // -EALREADY: the poll was posting an event just then and stays armed
       // (a multishot is not ended by a remove that loses that race): ask
       // again. close() is still waiting, so the registration is current.
-      if (cqe.res == -EALREADY) remove(ring_at(uring::fd_state(pd)->poll_ring), pd->index, gen);
+      if (cqe.res == -EALREADY) remove(ring_at(poll_ring_of(pd)), pd->index, gen);
       return;
     }
     if (cqe.res >= 0) {
@@ -162,6 +173,8 @@ Poller* make_uring_poll_poller(std::string* why) {
     delete p;
     return nullptr;
   }
+  if (const char* v = std::getenv("MNP_URING_VERBOSE"); v && *v == '1')
+    std::fprintf(stderr, "mnp: %s\n", p->describe().c_str());
   return p;
 }
 

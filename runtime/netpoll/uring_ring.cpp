@@ -2,6 +2,7 @@
 #include "netpoll/uring_ring.h"
 
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -61,6 +62,16 @@ bool p_has_local_work() {
              pp->runq.head.load(std::memory_order_relaxed);
 }
 
+// CQEs waiting in ring's CQ, peeked without its cq_lock (a hint: whoever
+// reaps takes the lock and looks again). io_uring_cq_ready reads the head
+// with a plain load, which races, for TSan and for C++, with the reaper's
+// store-release of it on another M: load it atomically instead.
+unsigned cq_pending(const io_uring& ring) {
+  unsigned tail = __atomic_load_n(ring.cq.ktail, __ATOMIC_ACQUIRE);
+  unsigned head = __atomic_load_n(ring.cq.khead, __ATOMIC_RELAXED);
+  return tail - head;
+}
+
 }  // namespace
 
 FdState* fd_state(PollDesc* pd) {
@@ -109,6 +120,8 @@ std::string Features::describe() const {
   add(cqe_skip, "CQE_SKIP_SUCCESS");
   add(reg_ring, "registered-ring-fd");
   add(cancel_fd, "CANCEL_FD");
+  add(accept_multi, "multishot-accept");
+  add(recv_multi, "multishot-recv");
   return s.empty() ? "(none)" : s;
 }
 
@@ -165,6 +178,7 @@ bool UringBase::init(const char* backend, const int* ops, std::string* why) {
   }
   if (const char* s = std::getenv("MNP_URING_RINGS"); s && std::strcmp(s, "per-p") == 0)
     per_p_ = true;
+  defer_to_poll_ = !env_off("MNP_URING_DEFER_TO_POLL");
 
   // Sizes: powers of two, CQ > SQ. MNP_URING_SQ_ENTRIES / _CQ_ENTRIES shrink
   // them for tests (tests/uring_test.cpp forces SQ-full and CQ overflow).
@@ -274,8 +288,6 @@ bool UringBase::init(const char* backend, const int* ops, std::string* why) {
     arm_wake_locked(ring_at(0));
   }
   submit_now(ring_at(0));
-  if (const char* v = std::getenv("MNP_URING_VERBOSE"); v && *v == '1')
-    std::fprintf(stderr, "mnp: %s\n", describe().c_str());
   return true;
 }
 
@@ -296,6 +308,13 @@ UringBase::~UringBase() {
     }
     // Closing the ring cancels what is still in flight (abandoned Gs' ops).
     io_uring_queue_exit(&r->ring);
+    // The buffers only after the ring is gone: a recv still in flight until
+    // then may write into them.
+    if (BufRing* b = r->bufs) {
+      ::munmap(b->br, b->br_bytes);
+      ::munmap(b->mem, b->mem_bytes);
+      delete b;
+    }
     delete r;
   }
   if (evfd_ >= 0) ::close(evfd_);
@@ -323,8 +342,9 @@ int UringBase::enter(Ring& r, unsigned to_submit, unsigned min_complete, unsigne
     fd = static_cast<unsigned>(idx);
     flags |= IORING_ENTER_REGISTERED_RING;
   }
-  stat_add(Stat::sys_uring_enter);
-  if (min_complete) stat_add(Stat::sys_poll_wait);
+  // One syscall, one count (stat_syscalls sums both): a wait is
+  // sys_poll_wait, like epoll_wait; a submit-only enter sys_uring_enter.
+  stat_add(min_complete ? Stat::sys_poll_wait : Stat::sys_uring_enter);
   return io_uring_enter2(fd, to_submit, min_complete, flags, static_cast<sigset_t*>(arg), argsz);
 }
 
@@ -444,7 +464,7 @@ void UringBase::flush() {
   for (int i = 0; i < n; i++) {
     Ring* r = rings_[i].load(std::memory_order_acquire);
     if (!r) continue;
-    if (io_uring_cq_ready(&r->ring) != 0 && r->cq_lock.try_lock()) {
+    if (cq_pending(r->ring) != 0 && r->cq_lock.try_lock()) {
       bool woke = false;
       G* l = reap_locked(*r, false, &woke);
       r->cq_lock.unlock();
@@ -457,18 +477,87 @@ void UringBase::flush() {
     }
     uint32_t q = r->queued.load(std::memory_order_relaxed);
     if (q == 0) continue;
-    // The hub holds only the wake-up and its polls on the P rings: they
-    // matter to the blocking poll, which submits them with its wait.
-    if (per_p_ && i == 0) continue;
+    // (The hub's SQEs too: a poll on a new P's ring must be armed while an M
+    // already waits in the hub, or that ring's CQEs would wake no one.)
     // The M's own ring waits while it runs another G of its P, so that the
     // G adds to the batch; any other ring (a cancel for an op submitted on
     // another P) is submitted now.
-    if (r == mine && policy_ == SubmitPolicy::defer && q < kBatch && p_has_local_work() &&
+    //
+    // And when no M waits in the kernel (lastpoll != 0), an M that finds no
+    // G next becomes that M, and the blocking poll submits the ring's SQEs
+    // with its wait, in one io_uring_enter: submitting here would be a
+    // second enter per park (3 per message at 1 connection, 2 with this).
+    // If another M takes the poller's role first, its wait submits them
+    // (it publishes the SQ after it set lastpoll to 0, see poll); if an M
+    // waits already (lastpoll == 0), submit now, or they would wait with it.
+    if (r == mine && policy_ == SubmitPolicy::defer && q < kBatch &&
+        (p_has_local_work() ||
+         (defer_to_poll_ && !per_p_ && sched.lastpoll.load(std::memory_order_acquire) != 0)) &&
         nanotime() - r->first_queued.load(std::memory_order_relaxed) < kMaxDelayNs)
       continue;
     submit_now(*r);
   }
   if (list) injectglist(list);
+}
+
+// --- provided buffers ----------------------------------------------------------
+
+bool UringBase::setup_bufs(Ring& r, unsigned entries, unsigned size, std::string* why) {
+  auto* b = new BufRing;
+  b->entries = entries;
+  b->size = size;
+  b->bgid = 0;
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  b->br_bytes = (entries * sizeof(io_uring_buf) + page - 1) / page * page;
+  b->mem_bytes = static_cast<size_t>(entries) * size;
+  void* br =
+      ::mmap(nullptr, b->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* mem =
+      ::mmap(nullptr, b->mem_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (br == MAP_FAILED || mem == MAP_FAILED) {
+    if (why) *why = std::string("mmap: ") + std::strerror(errno);
+    if (br != MAP_FAILED) ::munmap(br, b->br_bytes);
+    if (mem != MAP_FAILED) ::munmap(mem, b->mem_bytes);
+    delete b;
+    return false;
+  }
+  b->br = static_cast<io_uring_buf_ring*>(br);
+  b->mem = static_cast<char*>(mem);
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<uint64_t>(br);
+  reg.ring_entries = entries;
+  reg.bgid = b->bgid;
+  int err = io_uring_register_buf_ring(&r.ring, &reg, 0);
+  if (err != 0) {
+    if (why) *why = std::string("io_uring_register_buf_ring: ") + std::strerror(-err);
+    ::munmap(br, b->br_bytes);
+    ::munmap(mem, b->mem_bytes);
+    delete b;
+    return false;
+  }
+  io_uring_buf_ring_init(b->br);
+  const int mask = io_uring_buf_ring_mask(entries);
+  for (unsigned i = 0; i < entries; i++)
+    io_uring_buf_ring_add(b->br, b->addr(static_cast<uint16_t>(i)), size, static_cast<uint16_t>(i),
+                          mask, static_cast<int>(i));
+  io_uring_buf_ring_advance(b->br, static_cast<int>(entries));
+  r.bufs = b;
+  return true;
+}
+
+bool UringBase::probe_op(int op) {
+  io_uring_probe* probe = io_uring_get_probe_ring(&ring_at(0).ring);
+  if (!probe) return false;
+  const bool ok = io_uring_opcode_supported(probe, op);
+  io_uring_free_probe(probe);
+  return ok;
+}
+
+void UringBase::give_buf(Ring& r, uint16_t bid) {
+  BufRing* b = r.bufs;
+  LockGuard<SpinLock> l(b->lock);
+  io_uring_buf_ring_add(b->br, b->addr(bid), b->size, bid, io_uring_buf_ring_mask(b->entries), 0);
+  io_uring_buf_ring_advance(b->br, 1);  // a release store of the tail: the kernel reads it
 }
 
 void UringBase::cancel(Ring& r, uint64_t target) {
@@ -561,7 +650,7 @@ bool UringBase::any_cq_ready() {
   const int n = nrings_.load(std::memory_order_acquire);
   for (int i = 0; i < n; i++) {
     Ring* r = rings_[i].load(std::memory_order_acquire);
-    if (r && (io_uring_cq_ready(&r->ring) != 0 || io_uring_cq_has_overflow(&r->ring))) return true;
+    if (r && (cq_pending(r->ring) != 0 || io_uring_cq_has_overflow(&r->ring))) return true;
   }
   return false;
 }
@@ -571,7 +660,7 @@ G* UringBase::reap_all(bool blocking) {
   const int n = nrings_.load(std::memory_order_acquire);
   for (int i = 0; i < n; i++) {
     Ring* r = rings_[i].load(std::memory_order_acquire);
-    if (!r || (io_uring_cq_ready(&r->ring) == 0 && !io_uring_cq_has_overflow(&r->ring))) continue;
+    if (!r || (cq_pending(r->ring) == 0 && !io_uring_cq_has_overflow(&r->ring))) continue;
     if (blocking)
       r->cq_lock.lock();
     else if (!r->cq_lock.try_lock())

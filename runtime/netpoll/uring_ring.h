@@ -9,7 +9,15 @@
 //     scheduling round, see the policy below) or when the SQ is full;
 //   - the completion queue: poll() and flush() reap it and hand each CQE to
 //     the backend (complete()), which turns it into runnable Gs;
-//   - the wake-up: an eventfd with a multishot POLL_ADD kept armed in the ring.
+//   - the wake-up: an eventfd with a multishot POLL_ADD kept armed in the ring;
+//   - the provided-buffer ring of multishot recv (setup_bufs: liburing 2.3
+//     lacks io_uring_setup_buf_ring), freed after the ring itself.
+//
+// Features, each behind its probe (Features; MNP_URING_VERBOSE=1 prints
+// them): setup flags by EINVAL fallback; multishot accept (5.19, poller_uring
+// .cpp, with DONTWAIT from 6.10 and EINVAL fallbacks down to single-shot);
+// multishot recv + buffer ring (6.0, opt-in). Their measured effects are at
+// the top of poller_uring.cpp.
 //
 // ── Rings, Ps and Ms ──────────────────────────────────────────────────────
 // One ring per runtime (per Poller), shared by every M:
@@ -59,6 +67,14 @@
 // submitters and saves IPIs; it is on by default, behind its probe
 // (1000 conns: 4.37 µs CPU/msg with it, 5.12 µs without, MNP_URING_COOP=0).
 //
+// ── Counting (mnp/stats.h) ────────────────────────────────────────────────
+// Every io_uring_enter counts once: as sys_poll_wait if it waits
+// (GETEVENTS), else as sys_uring_enter. (Before, a waiting enter counted in
+// both, and stat_syscalls, their sum, said 4.00 per message at 1 connection
+// for 3 real ones. The shoot-out's strace said 21.9: its -qq hid the
+// "attached" line it waited 5 s for, and it divided the whole trace by the
+// window's messages; it now counts only calls inside the window.)
+//
 // ── Batching (flush) ──────────────────────────────────────────────────────
 // SQEs wait in the SQ until flush(), which the scheduler calls at the top
 // of each round of findRunnable. A round comes after every park, so
@@ -71,12 +87,18 @@
 // Echo, 1000 conns, 64 B: 0.034 io_uring_enter per message and 4.37 µs
 // CPU/msg deferred; 2.0 and 5.10 µs with "op"; "round" is no better than
 // "op" (2.0), for the reason above.
+// Deferred to the poll: when no M waits in the kernel, the M about to
+// look further will most likely become that M, and its blocking poll
+// submits the SQ with its wait (one io_uring_enter, not a submit and then a
+// wait). 1 connection, ping-pong: 3 enters per message before, 2 after
+// (strace agrees: 2.00); MNP_URING_DEFER_TO_POLL=0 turns it off.
 #pragma once
 
 #include <liburing.h>
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <string>
 
 #include "netpoll/poller.h"
@@ -95,13 +117,19 @@ namespace uring {
 // so a CQE for an older registration or operation is recognised and dropped.
 enum class Kind : uint8_t {
   none = 0,
-  wake,      // the eventfd's multishot poll
-  ignore,    // cancels, poll removals: their own CQEs carry nothing we need
-  poll,      // uring-poll: a pollDesc's multishot readiness poll
-  op_read,   // uring: the read side's operation (recv, read, accept, poll-in)
-  op_write,  // uring: the write side's operation (send, write, connect, poll-out)
-  remove,    // uring-poll: a POLL_REMOVE whose failure matters (-EALREADY: try again)
-  ring,      // per-P mode: the hub's poll on a P's ring fd (index: the ring)
+  wake,         // the eventfd's multishot poll
+  ignore,       // cancels, poll removals: their own CQEs carry nothing we need
+  poll,         // uring-poll: a pollDesc's multishot readiness poll
+  op_read,      // uring: the read side's operation (recv, read, accept, poll-in)
+  op_write,     // uring: the write side's operation (send, write, connect, poll-out)
+  remove,       // uring-poll: a POLL_REMOVE whose failure matters (-EALREADY: try again)
+  ring,         // per-P mode: the hub's poll on a P's ring fd (index: the ring)
+  acc,          // uring: a listener's multishot accept (gen: its arm counter)
+  acc_poll,     // uring: a listener's one-shot readiness poll between accept bursts
+  acc_cancel,   // uring: the cancel of either, at close (-EALREADY: ask again)
+  recv_ms,      // uring: a connection's multishot recv into the buffer ring
+  recv_cancel,  // uring: the cancel of a multishot recv (-EALREADY: ask again)
+  buf_ring,     // uring: (reserved) the buffer ring's own bookkeeping
 };
 constexpr uint32_t kGenMask = (1u << 24) - 1;
 
@@ -136,8 +164,45 @@ struct Op {
   std::atomic<int32_t> res{0};  // written by the reaper before state = done
 };
 
+// uring: a listener's accepted-but-not-yet-returned connections and the
+// listener-owned operation that fills them (poller_uring.cpp, "Multishot
+// accept"). Under pd->lock. Allocated at the first accept, never freed.
+struct AcceptState {
+  std::deque<int> fds;      // accepted by the kernel, not yet returned by accept()
+  int err = 0;              // what ended the multishot (EMFILE, ...), for the next accept()
+  uint8_t armed = 0;        // 0 nothing in flight, 1 the multishot accept, 2 the readiness poll
+  uint8_t level = 0;        // 0 multishot+DONTWAIT, 1 multishot, 2 single-shot (fallbacks)
+  uint8_t armed_level = 0;  // the level the multishot in flight was armed with
+  bool cancel_sent = false;
+  uint16_t ring = 0;  // the ring the armed operation lives on
+  uint32_t gen = 0;   // bumped at every arm: the tag of the operation in flight
+};
+
+// uring: a connection's multishot recv (poller_uring.cpp, "Multishot recv").
+// Bytes that arrived in provided buffers and did not fit the caller's read
+// wait here, in order, for the next read. Under pd->lock.
+struct RecvState {
+  struct Chunk {
+    uint16_t bid;  // the provided buffer holding it (given back once consumed)
+    uint32_t off, len;
+  };
+  std::deque<Chunk> chunks;  // received, not yet read: in arrival order
+  size_t buffered = 0;       // bytes in chunks
+  int end = 0;               // 0, or what ended the stream: 1 EOF, or an errno
+  bool armed = false;        // a multishot recv is in flight
+  bool cancel_sent = false;
+  bool stopped = false;  // ended by -ENOBUFS or by the cap: re-arm when drained
+  uint16_t ring = 0;
+  uint32_t gen = 0;
+};
+
 struct FdState {
   Op op[2];  // uring: [0] read side, [1] write side
+  // Made by the G on first use (under pd->lock), read by the M reaping a
+  // CQE: atomic, release-stored once, acquire-loaded (the SQE's trip
+  // through the kernel orders them too, invisibly to the C++ model).
+  std::atomic<AcceptState*> acc{nullptr};  // uring: listeners only
+  std::atomic<RecvState*> rcv{nullptr};    // uring with multishot recv: connections only
   // uring-poll: the multishot poll may still post CQEs (it holds a reference
   // to the file until its last CQE), and the ring it lives on. Under pd->lock.
   bool poll_armed = false;
@@ -154,10 +219,27 @@ struct Features {
   bool cqe_skip = false;      // IORING_FEAT_CQE_SKIP (5.17): no CQE for a successful cancel
   bool reg_ring = false;      // IORING_REGISTER_RING_FDS (5.18): per-M registered ring fd
   bool cancel_fd = false;     // IORING_ASYNC_CANCEL_FD|ALL (5.19)
+  bool accept_multi = false;  // multishot accept (5.19) in use (MNP_URING_ACCEPT)
+  bool recv_multi = false;  // multishot recv + a provided buffer ring (6.0) in use (MNP_URING_RECV)
   std::string describe() const;
 };
 
 enum class SubmitPolicy : uint8_t { defer, round, op };
+
+// A provided-buffer ring (IORING_REGISTER_PBUF_RING, 5.19), set up by hand:
+// liburing 2.3 lacks io_uring_setup_buf_ring (IO_URING.md). `entries`
+// buffers of `size` bytes in one mapping; the kernel picks one per
+// multishot recv CQE, the reader gives it back once it has copied it out.
+struct BufRing {
+  io_uring_buf_ring* br = nullptr;  // the ring of buffer descriptors (page-aligned)
+  size_t br_bytes = 0;
+  char* mem = nullptr;  // the buffers
+  size_t mem_bytes = 0;
+  unsigned entries = 0, size = 0;
+  uint16_t bgid = 0;
+  SpinLock lock;  // the descriptor ring's tail: any M gives buffers back
+  char* addr(uint16_t bid) const { return mem + static_cast<size_t>(bid) * size; }
+};
 
 // One io_uring instance and its two locks.
 struct Ring {
@@ -173,6 +255,8 @@ struct Ring {
   // The CQ: one reaper at a time. poll(0) try-locks it; the blocking poll
   // waits in the kernel without it and takes it to reap.
   SpinLock cq_lock;
+  // The provided buffers of multishot recv (uring, MNP_URING_RECV=multishot).
+  BufRing* bufs = nullptr;
 };
 
 class UringBase : public Poller {
@@ -184,6 +268,8 @@ class UringBase : public Poller {
   void flush() override;
 
   const Features& features() const { return feat_; }
+  // Whether the kernel has opcode `op` (IORING_REGISTER_PROBE on ring 0).
+  bool probe_op(int op);
   std::string describe() const;
 
   // Sets the ring up; false (and *why) if io_uring cannot be used. `ops`
@@ -217,6 +303,12 @@ class UringBase : public Poller {
   }
   // Hands ring r's prepared SQEs to the kernel now (one io_uring_enter).
   void submit_now(Ring& r);
+
+  // Sets up ring r's provided-buffer ring; false (and *why) if the kernel
+  // refuses it. Freed with the ring.
+  bool setup_bufs(Ring& r, unsigned entries, unsigned size, std::string* why);
+  // Gives buffer `bid` back to ring r's buffer ring.
+  void give_buf(Ring& r, uint16_t bid);
 
   // Cancels the operation tagged `target` on ring r (IORING_OP_ASYNC_CANCEL,
   // 5.5): its CQE (-ECANCELED, or its own result if it won the race) follows.
@@ -252,6 +344,8 @@ class UringBase : public Poller {
   std::atomic<int> nrings_{0};  // highest index set up + 1
   SpinLock create_lock_;        // setting up a P's ring
   bool per_p_ = false;
+  bool defer_to_poll_ =
+      true;  // flush leaves SQEs to the blocking poll's enter (MNP_URING_DEFER_TO_POLL=0: off)
   unsigned setup_flags_ = 0, sq_entries_ = 0, cq_entries_ = 0;
   int evfd_ = -1;
 

@@ -22,11 +22,12 @@ namespace mnp {
 
 const char* stat_name(Stat s) {
   static const char* const names[] = {
-      "sys_read",        "sys_write",    "sys_accept",  "sys_connect",   "sys_close",
-      "sys_shutdown",    "sys_socket",   "sys_sockopt", "sys_poll_wait", "sys_poll_ctl",
-      "sys_uring_enter", "sys_wake",     "sys_futex",   "eagain",        "polls",
-      "poll_events",     "ctx_switches", "spawns",      "parks",         "parks_io",
-      "parks_chan",      "parks_sync",   "parks_sleep", "wakeups",       "steals",
+      "sys_read",        "sys_write",    "sys_accept",   "sys_connect",   "sys_close",
+      "sys_shutdown",    "sys_socket",   "sys_sockopt",  "sys_poll_wait", "sys_poll_ctl",
+      "sys_uring_enter", "sys_wake",     "sys_futex",    "eagain",        "polls",
+      "poll_events",     "uring_nobufs", "ctx_switches", "spawns",        "parks",
+      "parks_io",        "parks_chan",   "parks_sync",   "parks_sleep",   "wakeups",
+      "steals",
   };
   static_assert(sizeof(names) / sizeof(names[0]) == static_cast<int>(Stat::count_));
   return names[static_cast<int>(s)];

@@ -19,16 +19,18 @@ enum class Stat : int {
   sys_close,
   sys_shutdown,
   sys_socket,
-  sys_sockopt,
-  sys_poll_wait,    // epoll_wait / kevent waits / io_uring_enter that wait
+  sys_sockopt,      // setsockopt / getsockopt / getpeername (multishot accept)
+  sys_poll_wait,    // epoll_wait / kevent waits / io_uring_enter that wait (GETEVENTS)
   sys_poll_ctl,     // epoll_ctl / kevent changes
-  sys_uring_enter,  // every io_uring_enter (submit or wait)
+  sys_uring_enter,  // io_uring_enter that do not wait (submit, flush overflow): one count each,
+                    // so sys_poll_wait + sys_uring_enter = every io_uring_enter
   sys_wake,         // the poller's wake-up write (eventfd, EVFILT_USER, ...)
   sys_futex,        // an idle M sleeping or being woken
   eagain,           // syscalls that returned EAGAIN
   // the poller
-  polls,        // calls of netpoll (blocking or not)
-  poll_events,  // readiness events or completions delivered
+  polls,         // calls of netpoll (blocking or not)
+  poll_events,   // readiness events or completions delivered
+  uring_nobufs,  // uring multishot recv: the provided-buffer ring ran dry (-ENOBUFS)
   // the scheduler
   ctx_switches,
   spawns,
@@ -44,7 +46,10 @@ enum class Stat : int {
 
 const char* stat_name(Stat s);
 uint64_t stat(Stat s);
-// Sum of all sys_* counters.
+// Sum of all sys_* counters: the syscalls the runtime makes on its Ms.
+// Not counted (see bench/shootout.py's strace pass for their share): futex
+// calls of the scheduler's own locks (std::mutex) under contention, the
+// sysmon thread's timed sleeps, and the other threads a program starts.
 uint64_t stat_syscalls();
 
 }  // namespace mnp
