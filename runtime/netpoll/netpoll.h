@@ -93,7 +93,10 @@ struct alignas(64) PollDesc {
   Sema csema;         // close waits here until the last reference drops
 
   // Backend-private state (io_uring: in-flight operations), owned by the poller.
-  void* backend = nullptr;
+  // Set once, by the first opener (a G), before any SQE names the pollDesc;
+  // read by the M that reaps a CQE: atomic, so that order is one C++ (and
+  // TSan) can see, not only the kernel's.
+  std::atomic<void*> backend{nullptr};
 };
 
 // The pollDesc cache: allocation never frees, so an index stays valid forever.

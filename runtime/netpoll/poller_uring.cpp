@@ -199,7 +199,7 @@ class UringPoller final : public uring::UringBase {
   // connections may wait in its queue. Cancel, wait for the last CQE, close
   // what nobody accepted.
   void close(int, PollDesc* pd) override {
-    auto* st = static_cast<FdState*>(pd->backend);
+    auto* st = static_cast<FdState*>(pd->backend.load(std::memory_order_acquire));
     if (!st) return;
     if (uring::RecvState* rs = st->rcv.load(std::memory_order_acquire)) close_recv(pd, *rs);
     uring::AcceptState* a = st->acc.load(std::memory_order_acquire);
@@ -466,7 +466,7 @@ class UringPoller final : public uring::UringBase {
     }
     if (k != Kind::op_read && k != Kind::op_write) return;
     PollDesc* pd = pd_at(uring::tag_index(cqe.user_data));
-    auto* f = pd ? static_cast<FdState*>(pd->backend) : nullptr;
+    auto* f = pd ? static_cast<FdState*>(pd->backend.load(std::memory_order_acquire)) : nullptr;
     if (!f) return;
     const int side = k == Kind::op_write ? 1 : 0;
     Op& op = f->op[side];
@@ -601,7 +601,7 @@ class UringPoller final : public uring::UringBase {
   void complete_recv(const io_uring_cqe& cqe, G** list) {
     const Kind k = uring::tag_kind(cqe.user_data);
     PollDesc* pd = pd_at(uring::tag_index(cqe.user_data));
-    auto* f = pd ? static_cast<FdState*>(pd->backend) : nullptr;
+    auto* f = pd ? static_cast<FdState*>(pd->backend.load(std::memory_order_acquire)) : nullptr;
     uring::RecvState* rs = f ? f->rcv.load(std::memory_order_acquire) : nullptr;
     const bool has_buf = (cqe.flags & IORING_CQE_F_BUFFER) != 0;
     const auto bid = static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
@@ -759,7 +759,7 @@ class UringPoller final : public uring::UringBase {
   void complete_accept(const io_uring_cqe& cqe, G** list) {
     const Kind k = uring::tag_kind(cqe.user_data);
     PollDesc* pd = pd_at(uring::tag_index(cqe.user_data));
-    auto* f = pd ? static_cast<FdState*>(pd->backend) : nullptr;
+    auto* f = pd ? static_cast<FdState*>(pd->backend.load(std::memory_order_acquire)) : nullptr;
     uring::AcceptState* a = f ? f->acc.load(std::memory_order_acquire) : nullptr;
     if (!a) {
       if (k == Kind::acc && cqe.res >= 0) sys::close(cqe.res);  // cannot happen; never leak

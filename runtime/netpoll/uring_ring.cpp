@@ -76,8 +76,13 @@ unsigned cq_pending(const io_uring& ring) {
 
 FdState* fd_state(PollDesc* pd) {
   // pd->backend is set by the pollDesc's opener, before any SQE names it.
-  if (!pd->backend) pd->backend = new FdState;
-  return static_cast<FdState*>(pd->backend);
+  // Only the opener (holding the FD's first reference) creates it.
+  void* st = pd->backend.load(std::memory_order_acquire);
+  if (!st) {
+    st = new FdState;
+    pd->backend.store(st, std::memory_order_release);
+  }
+  return static_cast<FdState*>(st);
 }
 
 std::string explain_setup_errno(int err) {
@@ -387,6 +392,7 @@ void UringBase::arm_hub_poll(int index) {
 // --- the submission queue ----------------------------------------------------
 
 io_uring_sqe* UringBase::get_sqe_locked(Ring& r) {
+  tsan_release(&r);  // see uring_ring.h
   for (;;) {
     if (io_uring_sqe* sqe = io_uring_get_sqe(&r.ring)) return sqe;
     // The SQ is full: hand it to the kernel now, holding the lock (a submit
@@ -606,6 +612,7 @@ G* UringBase::reap_locked(Ring& r, bool blocking, bool* woke_out) {
     io_uring_cq& cq = r.ring.cq;
     unsigned head = *cq.khead;
     unsigned tail = io_uring_smp_load_acquire(cq.ktail);
+    tsan_acquire(&r);  // see uring_ring.h
     for (; head != tail; head++) {
       const io_uring_cqe cqe = cq.cqes[head & cq.ring_mask];
       switch (tag_kind(cqe.user_data)) {

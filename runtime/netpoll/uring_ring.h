@@ -104,6 +104,36 @@
 #include "netpoll/poller.h"
 #include "sched/lock.h"
 
+// The kernel orders an SQE before its CQE, so what a G wrote before it
+// queued an operation is visible to the M that reaps the completion: an
+// ordering ThreadSanitizer cannot see (it goes through shared memory the
+// kernel writes). Told as a release on the ring when an SQE is taken and
+// an acquire when CQEs are reaped — per ring, so slightly coarser than the
+// kernel's per-operation order.
+#if defined(__SANITIZE_THREAD__)
+#define MNP_URING_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MNP_URING_TSAN 1
+#endif
+#endif
+#ifdef MNP_URING_TSAN
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+#endif
+namespace mnp::rt::uring {
+inline void tsan_release([[maybe_unused]] void* ring) {
+#ifdef MNP_URING_TSAN
+  __tsan_release(ring);
+#endif
+}
+inline void tsan_acquire([[maybe_unused]] void* ring) {
+#ifdef MNP_URING_TSAN
+  __tsan_acquire(ring);
+#endif
+}
+}  // namespace mnp::rt::uring
+
 namespace mnp::rt {
 
 struct G;
