@@ -12,12 +12,24 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cinttypes>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
+
+#if defined(__linux__)
+#include <elf.h>
+#include <fcntl.h>
+#include <unistd.h>
+#endif
 
 #include "context/frame.h"
 #include "mnp/debug.h"
@@ -70,6 +82,94 @@ const char* status_text(GStatus s) {
   return "?";
 }
 
+// dladdr knows only exported (dynamic) symbols: a function with internal
+// linkage — everything in an anonymous namespace, a lambda's operator() —
+// shows as "file+0x1234", which is where a server's own code lives. The
+// fallback reads the object's full symbol table (.symtab, present unless the
+// binary was stripped) once, and looks pc up in it. Linux (ELF) only.
+struct ElfSym {
+  uintptr_t addr, size;
+  std::string name;
+};
+struct ElfSyms {
+  bool pie = true;            // ET_DYN: symbol values are offsets from the load base
+  std::vector<ElfSym> funcs;  // sorted by addr
+};
+
+#if defined(__linux__)
+bool pread_all(int fd, void* buf, size_t n, off_t at) {
+  auto* p = static_cast<char*>(buf);
+  while (n > 0) {
+    ssize_t r = ::pread(fd, p, n, at);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r, n -= static_cast<size_t>(r), at += r;
+  }
+  return true;
+}
+
+std::unique_ptr<ElfSyms> load_elf_syms(const char* path) {
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return nullptr;
+  auto out = std::make_unique<ElfSyms>();
+  Elf64_Ehdr eh;
+  bool ok = pread_all(fd, &eh, sizeof eh, 0) && std::memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 &&
+            eh.e_ident[EI_CLASS] == ELFCLASS64 && eh.e_shentsize == sizeof(Elf64_Shdr) &&
+            eh.e_shnum > 0 && eh.e_shnum < 4096;
+  std::vector<Elf64_Shdr> sh(ok ? eh.e_shnum : 0);
+  ok = ok &&
+       pread_all(fd, sh.data(), sh.size() * sizeof(Elf64_Shdr), static_cast<off_t>(eh.e_shoff));
+  for (size_t i = 0; ok && i < sh.size(); i++) {
+    if (sh[i].sh_type != SHT_SYMTAB || sh[i].sh_link >= sh.size()) continue;
+    const Elf64_Shdr& strs = sh[sh[i].sh_link];
+    if (sh[i].sh_size > (64u << 20) || strs.sh_size > (64u << 20)) break;  // not ours to read
+    std::vector<Elf64_Sym> syms(sh[i].sh_size / sizeof(Elf64_Sym));
+    std::vector<char> names(strs.sh_size + 1, '\0');
+    if (!pread_all(fd, syms.data(), syms.size() * sizeof(Elf64_Sym),
+                   static_cast<off_t>(sh[i].sh_offset)) ||
+        !pread_all(fd, names.data(), strs.sh_size, static_cast<off_t>(strs.sh_offset)))
+      break;
+    for (const Elf64_Sym& y : syms) {
+      if (ELF64_ST_TYPE(y.st_info) != STT_FUNC || y.st_value == 0 || y.st_name >= strs.sh_size)
+        continue;
+      out->funcs.push_back({y.st_value, y.st_size, &names[y.st_name]});
+    }
+    break;
+  }
+  ::close(fd);
+  out->pie = eh.e_type == ET_DYN;
+  std::sort(out->funcs.begin(), out->funcs.end(),
+            [](const ElfSym& a, const ElfSym& b) { return a.addr < b.addr; });
+  return out;
+}
+#endif
+
+// The function around pc in the object dladdr named, from its .symtab, and
+// pc's offset into it.
+const ElfSym* elf_lookup(const Dl_info& info, uintptr_t pc, uintptr_t* off) {
+#if defined(__linux__)
+  static std::mutex mu;
+  static std::map<std::string, std::unique_ptr<ElfSyms>> cache;  // per object, for good
+  std::lock_guard<std::mutex> l(mu);
+  auto& syms = cache[info.dli_fname];
+  if (!syms) syms = load_elf_syms(info.dli_fname);
+  if (!syms || syms->funcs.empty()) return nullptr;
+  uintptr_t at = syms->pie ? pc - reinterpret_cast<uintptr_t>(info.dli_fbase) : pc;
+  auto it = std::upper_bound(syms->funcs.begin(), syms->funcs.end(), at,
+                             [](uintptr_t a, const ElfSym& f) { return a < f.addr; });
+  if (it == syms->funcs.begin()) return nullptr;
+  --it;
+  if (at >= it->addr + std::max<uintptr_t>(it->size, 1)) return nullptr;
+  *off = at - it->addr;
+  return &*it;
+#else
+  (void)info;
+  (void)pc;
+  (void)off;
+  return nullptr;
+#endif
+}
+
 std::string symbol(uintptr_t pc) {
   Dl_info info{};
   if (dladdr(reinterpret_cast<void*>(pc), &info) && info.dli_sname) {
@@ -77,6 +177,15 @@ std::string symbol(uintptr_t pc) {
     if (s.size() > 100) s = s.substr(0, 97) + "...";
     appendf(s, "+0x%" PRIxPTR, pc - reinterpret_cast<uintptr_t>(info.dli_saddr));
     return s;
+  }
+  if (info.dli_fname && info.dli_fbase) {
+    uintptr_t off = 0;
+    if (const ElfSym* f = elf_lookup(info, pc, &off)) {
+      std::string s = demangle(f->name.c_str());
+      if (s.size() > 100) s = s.substr(0, 97) + "...";
+      appendf(s, "+0x%" PRIxPTR, off);
+      return s;
+    }
   }
   if (info.dli_fname) {
     std::string s;
