@@ -28,6 +28,7 @@
 #if defined(__linux__)
 #include <elf.h>
 #include <fcntl.h>
+#include <link.h>
 #include <unistd.h>
 #endif
 
@@ -144,6 +145,33 @@ std::unique_ptr<ElfSyms> load_elf_syms(const char* path) {
 }
 #endif
 
+#if defined(__linux__)
+// Whether pc lies in the main program. Its file is then /proc/self/exe:
+// dladdr names it by argv[0], which need not be the file (a wrapper that
+// exec'd it under another name: qemu-user's -0, for one).
+bool in_main_program(uintptr_t pc) {
+  struct Q {
+    uintptr_t pc;
+    bool found;
+  } q{pc, false};
+  dl_iterate_phdr(
+      [](dl_phdr_info* i, size_t, void* arg) {
+        auto* q = static_cast<Q*>(arg);
+        for (int k = 0; k < i->dlpi_phnum; k++) {
+          const ElfW(Phdr)& ph = i->dlpi_phdr[k];
+          uintptr_t lo = i->dlpi_addr + ph.p_vaddr;
+          if (ph.p_type == PT_LOAD && q->pc >= lo && q->pc < lo + ph.p_memsz) {
+            q->found = i->dlpi_name == nullptr || i->dlpi_name[0] == '\0';
+            return 1;
+          }
+        }
+        return 0;
+      },
+      &q);
+  return q.found;
+}
+#endif
+
 // The function around pc in the object dladdr named, from its .symtab, and
 // pc's offset into it.
 const ElfSym* elf_lookup(const Dl_info& info, uintptr_t pc, uintptr_t* off) {
@@ -151,8 +179,9 @@ const ElfSym* elf_lookup(const Dl_info& info, uintptr_t pc, uintptr_t* off) {
   static std::mutex mu;
   static std::map<std::string, std::unique_ptr<ElfSyms>> cache;  // per object, for good
   std::lock_guard<std::mutex> l(mu);
-  auto& syms = cache[info.dli_fname];
-  if (!syms) syms = load_elf_syms(info.dli_fname);
+  const char* path = in_main_program(pc) ? "/proc/self/exe" : info.dli_fname;
+  auto& syms = cache[path];
+  if (!syms) syms = load_elf_syms(path);
   if (!syms || syms->funcs.empty()) return nullptr;
   uintptr_t at = syms->pie ? pc - reinterpret_cast<uintptr_t>(info.dli_fbase) : pc;
   auto it = std::upper_bound(syms->funcs.begin(), syms->funcs.end(), at,
