@@ -521,6 +521,13 @@ def server_specs(paths, wanted: list[str] | None, skipped: dict[str, str]) -> li
             "mnp-uring-msrecv", "mnp", [paths["echo-server"], "--addr", "127.0.0.1:0", "--quiet"],
             {"MNP_BACKEND": "uring", "MNP_URING_RECV": "multishot", "MNP_PROCS": "1",
              "MNP_STATS": "1"}))
+    # Opt-in too: the uring backend with operations only (no direct syscalls
+    # while streaming), the way it was before MNP_URING_DIRECT.
+    if wanted and "mnp-uring-ops" in wanted:
+        specs.append(ServerSpec(
+            "mnp-uring-ops", "mnp", [paths["echo-server"], "--addr", "127.0.0.1:0", "--quiet"],
+            {"MNP_BACKEND": "uring", "MNP_URING_DIRECT": "0", "MNP_PROCS": "1",
+             "MNP_STATS": "1"}))
     specs.append(ServerSpec("go", "go", [paths["goecho"], "-addr", "127.0.0.1:0"]))
     specs.append(ServerSpec("c-epoll", "c", [paths["epoll-echo"], "--addr", "127.0.0.1:0"]))
     out = []
@@ -750,7 +757,8 @@ def main() -> int:
     ap.add_argument("--duration", type=float, help="measured seconds per run (default 1.2; quick 0.4)")
     ap.add_argument("--warmup", type=float, help="seconds of load before measuring (default 0.2)")
     ap.add_argument("--servers", help="comma-separated subset: mnp-epoll,mnp-uring-poll,mnp-uring,"
-                    "go,c-epoll; also mnp-uring-msrecv (opt-in: uring with multishot recv)")
+                    "go,c-epoll; also mnp-uring-msrecv (opt-in: uring with multishot recv) and "
+                         "mnp-uring-ops (uring with operations only, MNP_URING_DIRECT=0)")
     ap.add_argument("--workloads", help="comma-separated keys, e.g. pingpong-64-1000,stream-16384-8")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build-bench"),
                     help="meson build dir (default build-bench/, set up as release if missing)")

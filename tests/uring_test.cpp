@@ -638,6 +638,154 @@ TEST_P(UringRecv, DeadlineEofAndCloseWithBufferedData) {
   });
 }
 
+// ---------------------------------------------------------------------------
+// Streaming: after a read that filled the caller's buffer, the uring
+// backend tries the next read and write as plain non-blocking syscalls and
+// falls back to an operation on EAGAIN (MNP_URING_DIRECT=0 turns it off).
+
+class UringDirect : public BackendTest {};
+INSTANTIATE_TEST_SUITE_P(Backends, UringDirect, ::testing::Values(std::string("uring")),
+                         backend_test_name);
+
+// `pairs` echo streams of `total` bytes each, read and echoed in 16 KiB
+// pieces: every byte comes back, in order. Returns the syscalls made by
+// read/recv and write/send (io_uring_enter not included).
+std::pair<uint64_t, uint64_t> echo_streams(int pairs, size_t total) {
+  std::vector<ConnPair> ps;
+  for (int i = 0; i < pairs; i++) {
+    ps.push_back(connected_pair());
+    if (!ps.back()) return {};
+  }
+  StatWindow w;
+  {
+    Group g;
+    for (auto& p : ps) {
+      p.server->set_deadline(now() + 15s);
+      p.client->set_deadline(now() + 15s);
+      g.go([&p, total] {  // the source
+        const std::vector<char> data = make_pattern(total);
+        EXPECT_NO_ERR(p.client->write(data.data(), data.size()).err);
+      });
+      g.go([&p] {  // the echo
+        std::vector<char> buf(16384);
+        for (;;) {
+          auto r = p.server->read(buf.data(), buf.size());
+          if (r.n) {
+            EXPECT_NO_ERR(p.server->write(buf.data(), r.n).err);
+          }
+          if (r.err) {
+            EXPECT_ERRC(r.err, Errc::eof);
+            return;
+          }
+        }
+      });
+      g.go([&p, total] {  // the sink
+        std::vector<char> buf(65536);
+        size_t off = 0;
+        while (off < total) {
+          auto r = p.client->read(buf.data(), std::min(buf.size(), total - off));
+          if (r.err) {
+            ADD_FAILURE() << "echo read at " << off << ": " << describe(r.err);
+            break;
+          }
+          if (size_t m = pattern_mismatch(buf.data(), r.n, off); m != SIZE_MAX) {
+            ADD_FAILURE() << "byte " << off + m << " lost or out of order";
+            break;
+          }
+          off += r.n;
+        }
+        EXPECT_EQ(off, total);
+        (void)p.client->close_write();  // the echo sees EOF and ends
+      });
+    }
+  }
+  const std::pair<uint64_t, uint64_t> sys{w(mnp::Stat::sys_read), w(mnp::Stat::sys_write)};
+  for (auto& p : ps) {
+    (void)p.client->close();
+    (void)p.server->close();
+  }
+  return sys;
+}
+
+TEST_P(UringDirect, StreamingGoesDirectAndLosesNothing) {
+  ScopedEnv on("MNP_URING_DIRECT", "1");
+  run_on_backend([] {
+    auto [reads, writes] = echo_streams(4, 8 << 20);
+    std::printf("    direct: %llu reads, %llu writes by syscall for 4 x 8 MiB echoed\n",
+                static_cast<unsigned long long>(reads), static_cast<unsigned long long>(writes));
+    EXPECT_GT(reads, 0u) << "no read went direct while streaming";
+    EXPECT_GT(writes, 0u) << "no write went direct while streaming";
+  });
+}
+
+TEST_P(UringDirect, OffMeansOperationsOnly) {
+  ScopedEnv off("MNP_URING_DIRECT", "0");
+  run_on_backend([] {
+    auto [reads, writes] = echo_streams(4, 4 << 20);
+    EXPECT_EQ(reads, 0u);
+    EXPECT_EQ(writes, 0u);
+  });
+}
+
+// Small messages stay on the ring: the server's reads do not fill its
+// buffer, and the client's exact 4-byte reads do, but are too small to say
+// that more is waiting.
+TEST_P(UringDirect, PingPongStaysOnTheRing) {
+  ScopedEnv on("MNP_URING_DIRECT", "1");
+  run_on_backend([] {
+    ConnPair p = connected_pair();
+    ASSERT_TRUE(p);
+    StatWindow w;
+    Group g;
+    g.go([&p] {
+      char b[4096];
+      for (int i = 0; i < 200; i++) {
+        auto r = p.server->read(b, sizeof b);
+        ASSERT_NO_ERR(r.err);
+        ASSERT_NO_ERR(p.server->write(b, r.n).err);
+      }
+    });
+    for (int i = 0; i < 200; i++) {
+      ASSERT_NO_ERR(p.client->write("ping", 4).err);
+      ReadAll r = read_exact(*p.client, 4);
+      ASSERT_NO_ERR(r.err);
+      ASSERT_EQ(r.data, "ping");
+    }
+    g.wait();
+    EXPECT_EQ(w(mnp::Stat::sys_read), 0u);
+    EXPECT_EQ(w(mnp::Stat::sys_write), 0u);
+    (void)p.client->close();
+    (void)p.server->close();
+  });
+}
+
+// On the direct path an expired deadline still wins, the bytes stay for the
+// next read, and EOF comes after the last one.
+TEST_P(UringDirect, DeadlineAndEofOnTheDirectPath) {
+  ScopedEnv on("MNP_URING_DIRECT", "1");
+  run_on_backend([] {
+    ConnPair p = connected_pair();
+    ASSERT_TRUE(p);
+    const std::vector<char> data = make_pattern(64 << 10);
+    ASSERT_NO_ERR(p.client->write(data.data(), data.size()).err);
+    ASSERT_NO_ERR(p.client->close_write());
+    char b[8192];
+    ReadAll first = read_exact(*p.server, sizeof b);  // a full 8 KiB buffer: streaming
+    ASSERT_NO_ERR(first.err);
+    StatWindow w;
+    p.server->set_read_deadline(now() - 1s);
+    EXPECT_ERRC(p.server->read(b, sizeof b).err, Errc::timeout);
+    p.server->set_read_deadline({});
+    ReadAll rest = read_exact(*p.server, data.size() - sizeof b);
+    EXPECT_NO_ERR(rest.err);
+    EXPECT_EQ(pattern_mismatch(rest.data.data(), rest.data.size(), sizeof b), SIZE_MAX);
+    EXPECT_ERRC(p.server->read(b, sizeof b).err, Errc::eof);
+    EXPECT_GT(w(mnp::Stat::sys_read), 0u) << "the rest was not read directly";
+    (void)p.client->close();
+    (void)p.server->close();
+  });
+}
+
 // io_uring refused (sysctl, seccomp, old kernel, memlock): the backend is
 // unavailable with a one-line reason that names the cause, and a test skips
 // it by name. (MNP_URING_FAIL_SETUP makes setup fail with that errno.)

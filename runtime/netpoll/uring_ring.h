@@ -237,6 +237,10 @@ struct FdState {
   // to the file until its last CQE), and the ring it lives on. Under pd->lock.
   bool poll_armed = false;
   uint16_t poll_ring = 0;
+  // uring: the last read filled the caller's buffer, so more is probably
+  // waiting: try the next read and write as plain syscalls first (see
+  // "Streaming" in poller_uring.cpp). Only a hint, and relaxed.
+  std::atomic<bool> streaming{false};
 };
 
 FdState* fd_state(PollDesc* pd);

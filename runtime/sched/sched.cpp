@@ -914,8 +914,12 @@ void stopm(M* mp) {
     if (exiting()) return;
     mput_locked(mp);
   }
-  stat_add(Stat::sys_futex);
-  mp->park.acquire();
+  // Count a sleep only when there is one: startm may have handed this M a P
+  // between the unlock and here, and then the acquire returns at once.
+  if (!mp->park.try_acquire()) {
+    stat_add(Stat::sys_futex);
+    mp->park.acquire();
+  }
   std::lock_guard<std::mutex> l(sched.lock);
   if (mp->nextp) {
     acquirep(mp, mp->nextp);

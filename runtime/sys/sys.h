@@ -32,6 +32,10 @@ inline ssize_t write(int fd, const void* b, size_t n) {
   if (fault_on() && fault_hit(FaultOp::write, fd, &n)) return counted(Stat::sys_write, -1);
   return counted(Stat::sys_write, ::write(fd, b, n));
 }
+inline ssize_t recv(int fd, void* b, size_t n, int flags) {
+  if (fault_on() && fault_hit(FaultOp::read, fd, &n)) return counted(Stat::sys_read, -1);
+  return counted(Stat::sys_read, ::recv(fd, b, n, flags));
+}
 inline ssize_t send(int fd, const void* b, size_t n, int flags) {
   if (fault_on() && fault_hit(FaultOp::write, fd, &n)) return counted(Stat::sys_write, -1);
   return counted(Stat::sys_write, ::send(fd, b, n, flags));

@@ -25,7 +25,7 @@ enum class Stat : int {
   sys_uring_enter,  // io_uring_enter that do not wait (submit, flush overflow): one count each,
                     // so sys_poll_wait + sys_uring_enter = every io_uring_enter
   sys_wake,         // the poller's wake-up write (eventfd, EVFILT_USER, ...)
-  sys_futex,        // an idle M sleeping or being woken
+  sys_futex,        // an idle M going to sleep (only when it must wait), or being woken
   eagain,           // syscalls that returned EAGAIN
   // the poller
   polls,         // calls of netpoll (blocking or not)
