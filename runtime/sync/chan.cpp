@@ -282,6 +282,22 @@ bool park_commit_unlock(G*, void* lock) {
   return true;
 }
 
+// Parks gp on queue q of c (whose lock the caller holds; the park's commit
+// releases it) until a partner or close takes sg; elem is where the value
+// is (send) or goes (receive).
+void chan_park(G* gp, ChanCore* c, WaitQ& q, Sudog* sg, void* elem, WaitReason why) {
+  sg->g = gp;
+  sg->c = c;
+  sg->elem = elem;
+  gp->param = 0;
+  gp->elem = elem;
+  q.enqueue(sg);
+  stat_add(Stat::parks_chan);
+  gopark(park_commit_unlock, &c->lock, why, -1, c);
+  gp->elem = nullptr;
+  gp->param = 0;
+}
+
 }  // namespace
 
 void chan_fatal(const char* msg) {
@@ -360,16 +376,8 @@ ChanStatus chan_send(ChanCore* c, void* src, bool block) {
   G* gp = getg();
   Sudog local;
   Sudog* sg = chan_sudog(gp, &local);
-  sg->g = gp;
-  sg->c = c;
-  sg->elem = gp->copystack ? stage_send(gp, c->ops, src) : src;
-  gp->param = 0;
-  gp->elem = sg->elem;
-  c->sendq.enqueue(sg);
-  stat_add(Stat::parks_chan);
-  gopark(park_commit_unlock, &c->lock, WaitReason::chan_send, -1, c);
-  gp->elem = nullptr;
-  gp->param = 0;
+  chan_park(gp, c, c->sendq, sg, gp->copystack ? stage_send(gp, c->ops, src) : src,
+            WaitReason::chan_send);
   if (gp->copystack) unstage_send(c->ops, src, sg->elem, sg->success);
   return sg->success ? ChanStatus::ok : ChanStatus::closed;
 }
@@ -404,17 +412,9 @@ ChanStatus chan_recv(ChanCore* c, void* dst, bool block) {
   G* gp = getg();
   Sudog local;
   Sudog* sg = chan_sudog(gp, &local);
-  sg->g = gp;
-  sg->c = c;
   if (gp->copystack) check_stage_align(c->ops);
-  sg->elem = gp->copystack ? stage_area(gp, c->ops->size) : dst;
-  gp->param = 0;
-  gp->elem = sg->elem;
-  c->recvq.enqueue(sg);
-  stat_add(Stat::parks_chan);
-  gopark(park_commit_unlock, &c->lock, WaitReason::chan_recv, -1, c);
-  gp->elem = nullptr;
-  gp->param = 0;
+  chan_park(gp, c, c->recvq, sg, gp->copystack ? stage_area(gp, c->ops->size) : dst,
+            WaitReason::chan_recv);
   if (gp->copystack && sg->success) unstage_recv(c->ops, dst, sg->elem);
   return sg->success ? ChanStatus::ok : ChanStatus::closed;
 }
