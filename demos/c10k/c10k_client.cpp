@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 
+#include "args.h"
 #include "mnp/net.h"
 #include "mnp/runtime.h"
 #include "mnp/sync.h"
@@ -38,25 +39,9 @@ std::atomic<int> g_connected{0}, g_failed{0}, g_closed{0};
 
 int main(int argc, char** argv) {
   Flags f;
-  for (int i = 1; i < argc; i++) {
-    std::string_view a = argv[i];
-    const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
-    if (a == "--addr" && v) {
-      f.addr = v;
-    } else if (a == "--conns" && v) {
-      f.conns = std::atoi(v);
-    } else if (a == "--hold" && v) {
-      f.hold = std::atof(v);
-    } else {
-      std::fprintf(stderr, "usage: c10k-client [--addr HOST:PORT] [--conns N] [--hold SEC]\n");
-      return 2;
-    }
-    i++;
-  }
-  if (f.conns < 1 || f.conns > 50000 || f.hold < 0 || f.hold > 600) {
-    std::fprintf(stderr, "c10k-client: conns 1..50000, hold 0..600 s\n");
-    return 2;
-  }
+  demo::Args args("c10k-client", "[--addr HOST:PORT] [--conns N] [--hold SEC]");
+  args.str("--addr", &f.addr).num("--conns", &f.conns, 1, 50000).num("--hold", &f.hold, 0.0, 600.0);
+  if (!args.parse(argc, argv)) return 2;
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   return mnp::run([&] {
     long rss0 = sockstate::g::proc_status().rss_kib;

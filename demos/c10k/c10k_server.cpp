@@ -50,6 +50,7 @@
 #include <string_view>
 #include <thread>
 
+#include "args.h"
 #include "mnp/net.h"
 #include "mnp/runtime.h"
 #include "sockstate.h"
@@ -61,9 +62,9 @@ using namespace std::chrono_literals;
 struct Flags {
   std::string mode;
   std::string addr = "127.0.0.1:9200";
-  int conns = 10000;    // print the per-connection figure when this many are open
-  double hold = 0;      // then exit after this many seconds (0: run until killed)
-  long stack_kib = 64;  // threads mode: each thread's stack
+  int conns = 10000;   // print the per-connection figure when this many are open
+  double hold = 0;     // then exit after this many seconds (0: run until killed)
+  int stack_kib = 64;  // threads mode: each thread's stack
 };
 
 std::atomic<int> g_open{0};
@@ -176,7 +177,7 @@ int run_threads(const Flags& f) {
   socklen_t len = sizeof ss;
   getsockname(ln, reinterpret_cast<sockaddr*>(&ss), &len);
   std::printf(
-      "c10k-server[threads]: listening on %s (pid %d, %ld KiB stack per thread)\n",
+      "c10k-server[threads]: listening on %s (pid %d, %d KiB stack per thread)\n",
       mnp::net::Addr::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len).to_string().c_str(),
       static_cast<int>(getpid()), f.stack_kib);
   std::thread(monitor, std::cref(f), "threads").detach();
@@ -209,37 +210,20 @@ int run_threads(const Flags& f) {
 
 int main(int argc, char** argv) {
   Flags f;
-  for (int i = 1; i < argc; i++) {
-    std::string_view a = argv[i];
-    const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
-    if (a.starts_with("--mode=")) {
-      f.mode = std::string(a.substr(7));
-      continue;
-    }
-    if (a == "--mode" && v) {
-      f.mode = v;
-    } else if (a == "--addr" && v) {
-      f.addr = v;
-    } else if (a == "--conns" && v) {
-      f.conns = std::atoi(v);
-    } else if (a == "--hold" && v) {
-      f.hold = std::atof(v);
-    } else if (a == "--stack-kib" && v) {
-      f.stack_kib = std::atol(v);
-    } else {
-      f.mode = "?";
-      break;
-    }
-    i++;
-  }
-  if ((f.mode != "coro" && f.mode != "threads") || f.conns < 1 || f.stack_kib < 16) {
-    std::fprintf(stderr,
-                 "usage: c10k-server --mode coro|threads [--addr HOST:PORT] [--conns N]\n"
-                 "                   [--hold SEC] [--stack-kib KIB]\n"
-                 "  --conns      print the per-connection result once N are open (default "
-                 "10000)\n"
-                 "  --hold       exit SEC seconds after that (default: run until killed)\n"
-                 "  --stack-kib  threads mode: stack per thread (default 64; glibc's: 8192)\n");
+  demo::Args args("c10k-server",
+                  "--mode coro|threads [--addr HOST:PORT] [--conns N] [--hold SEC] "
+                  "[--stack-kib KIB]\n"
+                  "  --conns      print the per-connection result once N are open (default 10000)\n"
+                  "  --hold       exit SEC seconds after that (default: run until killed)\n"
+                  "  --stack-kib  threads mode: stack per thread (default 64; glibc's: 8192)");
+  args.choice("--mode", &f.mode, {"coro", "threads"})
+      .str("--addr", &f.addr)
+      .num("--conns", &f.conns, 1, 50000)
+      .num("--hold", &f.hold, 0.0, 3600.0)
+      .num("--stack-kib", &f.stack_kib, 16, 1 << 20);
+  if (!args.parse(argc, argv)) return 2;
+  if (f.mode.empty()) {
+    std::fprintf(stderr, "c10k-server: --mode is required\n");
     return 2;
   }
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
