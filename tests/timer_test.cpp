@@ -31,9 +31,12 @@ TEST(Timer, SleepersWakeInDeadlineOrder) {
     mnp::WaitGroup wg;
     int ms[] = {60, 20, 100, 40, 80};
     wg.add(5);
+    // Deadlines from one start: the Gs may first run in any order, and
+    // far apart on a slow machine (qemu translating the code on first use).
+    const int64_t t0 = mnp::nanotime();
     for (int d : ms) {
-      mnp::go([&, d] {
-        mnp::sleep(std::chrono::milliseconds(d));
+      mnp::go([&, d, t0] {
+        mnp::sleep(std::chrono::nanoseconds(t0 + int64_t{d} * 1'000'000 - mnp::nanotime()));
         mu.lock();
         order.push_back(d);
         mu.unlock();
